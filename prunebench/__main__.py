@@ -1,0 +1,5 @@
+"""``python -m prunebench`` is ``prunebench``."""
+
+from prunebench.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""Command line: ``prunebench [hydra overrides]`` (also ``python -m prunebench``).
+
+With no arguments it runs the quickstart study (``experiment=quickstart``): the classic
+one-shot vs iterative magnitude pruning comparison on MNIST-1D, then writes the report.
+Hydra stops here: the composed config becomes typed RunSpecs (prunebench.spec) and
+nothing below this module sees a DictConfig.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from prunebench.errors import ConfigError
+from prunebench.spec import RunSpec, from_config
+
+CONF_DIR = os.environ.get("PRUNEBENCH_CONF", str(Path(__file__).resolve().parent.parent / "conf"))
+QUICKSTART = "experiment=quickstart"
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    return container
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec]:
+    """One RunSpec per (variant, seed) of ``cfg.study``, composed like the command line would."""
+    from hydra import compose
+
+    study = cfg.study
+    seeds = list(study.get("seeds") or [cfg.seed])
+    variants: Mapping[str, Sequence[str]] = study.get("variants") or {"default": []}
+    base = [o for o in task_overrides if not o.startswith("seed=")]
+    specs = []
+    for name, overrides in variants.items():
+        for seed in seeds:
+            sub = compose(config_name="config", overrides=[*base, *list(overrides), f"seed={seed}", "study=null"])
+            try:
+                specs.append(from_config(_plain(sub)))
+            except ConfigError as exc:
+                raise ConfigError(f"study variant {name!r}: {exc}") from exc
+    return specs
+
+
+def execute_specs(specs: Sequence[RunSpec], log: Any = _log) -> list[Any]:
+    """Run specs in order (validating each before it trains); failures are recorded, not raised."""
+    from prunebench.engine.loop import Run, RunOutcome
+
+    outcomes: list[RunOutcome] = []
+    total = len(specs)
+    for i, spec in enumerate(specs, start=1):
+        r = Run(spec, log)
+        if (r.path / "DONE").exists():
+            log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
+            outcomes.append(r.execute())
+            continue
+        log(f"[{i}/{total}] {spec.describe()} -> {r.path}")
+        r.prepare()  # bad input raises here, before anything trains
+        try:
+            outcomes.append(r.execute())
+        except ConfigError:
+            raise
+        except Exception as exc:  # a failing run is recorded; a sweep goes on
+            r._record_failure("failed", f"{type(exc).__name__}: {exc}")
+            (r.path / "error.txt").write_text(traceback.format_exc())
+            log(f"run {spec.run_id} failed: {exc}")
+    return outcomes
+
+
+def write_report(root: str) -> None:
+    try:
+        from prunebench.report import build_report
+    except ImportError:  # pragma: no cover - report module is part of the package
+        return
+    result = build_report(root)
+    out = getattr(result, "out", Path(root) / "report")
+    _log(f"report: {out}")
+
+
+def run_config(cfg: DictConfig) -> float | None:
+    """Run what ``cfg`` describes (one run or a study); return the objective for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hc = HydraConfig.get()
+        task_overrides = list(hc.overrides.task)
+        multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    except ValueError:
+        task_overrides, multirun = [], False
+    start = time.perf_counter()
+    if cfg.get("study"):
+        specs = expand_study(cfg, task_overrides)
+    else:
+        specs = [from_config(_plain(cfg))]
+    outcomes = execute_specs(specs)
+    trained = sum(not o.skipped for o in outcomes)
+    _log(f"{len(outcomes)} run(s), {trained} trained, {len(outcomes) - trained} skipped, "
+         f"{time.perf_counter() - start:.1f}s")
+    if cfg.get("report", True) and not multirun:
+        write_report(specs[0].root)
+    last = outcomes[-1].rows if outcomes else None
+    if last is None or not len(last):
+        return None
+    val = last["val_acc"].iloc[-1]
+    return None if val != val else float(val)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return run_config(cfg)
+    except ConfigError as exc:
+        # Bad input: one clear line, no traceback, exit status 2 (before anything trained).
+        _log(f"error: {exc}")
+        sys.exit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    if len(sys.argv) == 1:
+        _log("prunebench: no overrides given, running the quickstart study (experiment=quickstart)")
+        sys.argv.append(QUICKSTART)
+    _hydra_main()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

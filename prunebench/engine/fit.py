@@ -1,0 +1,78 @@
+"""Run Lightning fits with prunebench's defaults: quiet, no checkpoints, no loggers.
+
+prunebench keeps its own results and checkpoints (content-addressed run folders), so the
+Trainer's own logging, checkpointing and progress bar are off; that also keeps the
+per-step overhead close to a plain PyTorch loop (see benchmarks/overhead.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from prunebench.engine.module import Classifier
+from prunebench.spec import TrainerSpec
+
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
+os.environ.setdefault("PL_DISABLE_FORK", "1")
+
+
+@dataclass
+class FitResult:
+    epochs: int
+    seconds: float
+    best_val_acc: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_accelerator(spec: TrainerSpec) -> str:
+    if spec.accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return spec.accelerator
+
+
+def device_of(spec: TrainerSpec) -> torch.device:
+    acc = resolve_accelerator(spec)
+    return torch.device("cuda") if acc in ("gpu", "cuda") else torch.device("cpu")
+
+
+def make_trainer(spec: TrainerSpec, *, epochs: int, max_steps: int | None = None, **overrides: Any) -> pl.Trainer:
+    kwargs: dict[str, Any] = dict(
+        accelerator=resolve_accelerator(spec),
+        devices=spec.devices,
+        precision=spec.precision,
+        deterministic=spec.deterministic,
+        max_epochs=epochs,
+        max_steps=max_steps if max_steps is not None else -1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=1,
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epochs: int, max_steps: int | None = None) -> FitResult:
+    """Train ``module`` for ``epochs`` on the data module's train split, selecting on val."""
+    start = time.perf_counter()
+    if epochs <= 0 and not max_steps:
+        return FitResult(0, 0.0, float("nan"), [])
+    trainer = make_trainer(trainer_spec, epochs=epochs if epochs > 0 else 1, max_steps=max_steps)
+    trainer.fit(module, train_dataloaders=datamodule.train_dataloader(), val_dataloaders=datamodule.val_dataloader())
+    module.net.to(device_of(trainer_spec))
+    return FitResult(trainer.current_epoch, time.perf_counter() - start, module.best_val_acc, module.history)

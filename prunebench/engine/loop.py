@@ -1,0 +1,292 @@
+"""The prune–retrain loop over the levels of a schedule, for one run.
+
+Level 0 is the dense model. Level k prunes to the schedule's k-th sparsity (from the
+weights selected at level k-1), measures accuracy right after pruning, retrains with the
+run's retrain mode, and records one results row. Rows, masks and weights are written
+after every level, so an interrupted run resumes from its last finished level and a
+finished one is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from prunebench import metrics
+from prunebench.data import build_datamodule
+from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
+from prunebench.engine.fit import device_of, fit
+from prunebench.engine.module import Classifier, DivergedError, evaluate
+from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
+from prunebench.errors import ConfigError
+from prunebench.models import build_model
+from prunebench.pruning.allocation import allocate
+from prunebench.pruning.criteria import ScoreContext, get_criterion
+from prunebench.pruning.mask import Mask
+from prunebench.pruning.targets import prunable_weights
+from prunebench.results import schema
+from prunebench.results.store import DONE, atomic_write_text, level_dir, read_rows, run_dir, write_table
+from prunebench.spec import RunSpec
+
+Logger = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    path: Path
+    rows: pd.DataFrame
+    skipped: bool  # already finished: nothing was trained
+    status: str
+
+
+class Run:
+    """One run: its spec, data, model and folder. ``prepare`` validates everything first."""
+
+    def __init__(self, spec: RunSpec, log: Logger = _stderr) -> None:
+        self.spec = spec
+        self.log = log
+        self.path = run_dir(spec.root, spec.run_id)
+        self.device = device_of(spec.trainer)
+        self.dm: Any = None
+        self.targets: list[str] = []
+
+    # ---- preflight: everything that can fail on bad input, before any training ---------
+    def prepare(self) -> None:
+        spec = self.spec
+        if spec.trainer.threads:
+            torch.set_num_threads(spec.trainer.threads)
+        self.dm = build_datamodule(spec.data.name, seed=spec.seed, root=spec.data.kwargs.get("root", spec.data_dir),
+                                   **{k: v for k, v in spec.data.kwargs.items() if k != "root"})
+        self.dm.prepare_data()
+        self.dm.setup("fit")
+        self.dm.to(self.device)
+        net = self.build_net()
+        targets = prunable_weights(net, prune_output=spec.pruning.prune_output, prune_first=spec.pruning.prune_first)
+        if not targets:
+            raise ConfigError(f"model={spec.model.name!r} has no prunable Conv/Linear weights with these pruning options")
+        self.targets = [t.param_name for t in targets]
+        crit = get_criterion(spec.pruning.method)
+        if spec.pruning.structure == "channel":
+            from prunebench.engine.structured import check_channel_spec
+
+            check_channel_spec(spec)
+        validate = getattr(crit, "validate", None)
+        if validate is not None:
+            validate(net, targets, spec)
+        # Existing artifacts must load: fail now, not after an hour of training.
+        from prunebench.engine.dense import dense_dir
+
+        for name in ("init.pt", "final.pt"):
+            check_loadable(net, dense_dir(spec) / name, "dense checkpoint")
+        if self.path.exists():
+            read_rows(self.path)
+            for k in range(1, len(spec.schedule.levels()) + 1):
+                ld = level_dir(self.path, k)
+                if (ld / "mask.pt").exists():
+                    Mask.load(ld / "mask.pt", net)
+                if spec.pruning.structure == "unstructured":
+                    check_loadable(net, ld / "state.pt", f"level {k} checkpoint")
+
+    def build_net(self) -> nn.Module:
+        torch.manual_seed(self.spec.seed)
+        return build_model(self.spec.model.name, tuple(self.dm.input_shape), self.dm.num_classes, **self.spec.model.kwargs)
+
+    # ---- execution ----------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        spec = self.spec
+        if (self.path / DONE).exists():
+            rows = read_rows(self.path)
+            return RunOutcome(spec.run_id, self.path, rows, True, "ok")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.json", json.dumps(
+            {"run_id": spec.run_id, "dense_id": spec.dense_id, "identity": spec.identity(),
+             "label": spec.curve_label(), "describe": spec.describe(), "prunable": self.targets}, indent=2, default=str))
+        rows = read_rows(self.path)
+        done_levels = set(int(v) for v in rows["level"].dropna()) if len(rows) else set()
+        status = "ok"
+        try:
+            dense = train_dense(spec, self.dm, self.build_net, self.log)
+            status = self._levels(dense, rows, done_levels)
+        except DivergedError as exc:
+            status = "diverged"
+            self._record_failure(status, str(exc))
+        rows = read_rows(self.path)
+        atomic_write_text(self.path / DONE, dt.datetime.now(dt.timezone.utc).isoformat())
+        return RunOutcome(spec.run_id, self.path, rows, False, status)
+
+    def _record_failure(self, status: str, reason: str) -> None:
+        rows = read_rows(self.path)
+        done = set(int(v) for v in rows["level"].dropna()) if len(rows) else set()
+        levels = [0] + list(range(1, len(self.spec.schedule.levels()) + 1))
+        pending = [k for k in levels if k not in done]
+        if pending:
+            k = pending[0]
+            target = 0.0 if k == 0 else self.spec.schedule.levels()[k - 1]
+            row = self._base_row(k, target) | {"status": status, "error": reason}
+            self._append_row(row)
+        self.log(f"run {self.spec.run_id} {status}: {reason}")
+
+    def _levels(self, dense: DenseModel, rows: pd.DataFrame, done_levels: set[int]) -> str:
+        spec = self.spec
+        net = self.build_net().to(self.device)
+        net.load_state_dict(dense.state)
+        example = self._example_batch()
+        self._dense_cost = self._cost(net, None, example)
+        mask = Mask.ones_like(net, self.targets)
+        levels = spec.schedule.levels()
+        if 0 not in done_levels:
+            val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
+            test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
+            row = self._base_row(0, 0.0) | self._cost_row(net, mask, example) | {
+                "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
+                "acc_pruned": test_acc, "acc_pruned_val": val_acc,
+                "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
+                "epochs_finetune": 0,
+            }
+            self._append_row(row)
+            self._save_level(0, net, mask)
+            self.log(self._progress(0, row))
+        mode = RETRAIN_MODES.get(spec.retrain.name)
+        gen = torch.Generator().manual_seed(spec.seed)
+        for k, target in enumerate(levels, start=1):
+            ld = level_dir(self.path, k)
+            if k in done_levels and (ld / "state.pt").exists() and (ld / "mask.pt").exists():
+                net.load_state_dict(load_state(ld / "state.pt", f"level {k} checkpoint"))
+                mask = Mask.load(ld / "mask.pt", net)
+                continue
+            torch.manual_seed(spec.seed * 1000 + k)
+            start = time.perf_counter()
+            net, mask = self._prune(net, mask, target, gen)
+            acc_pruned_val, _ = evaluate(net, self.dm.val_dataloader(), self.device)
+            acc_pruned, _ = evaluate(net, self.dm.test_dataloader(), self.device)
+            ctx = RetrainContext(spec, k, dense.init_state, dense.rewind_state, gen)
+            mask = mode.prepare(net, mask, ctx)
+            mask.apply(net)
+            module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec), mask=mask)
+            result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec))
+            net = module.net
+            val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
+            test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
+            if not math.isfinite(test_loss) or not math.isfinite(val_loss):
+                raise DivergedError(f"level {k}: evaluation loss is {test_loss}")
+            row = self._base_row(k, target) | self._cost_row(net, mask, example) | {
+                "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
+                "acc_pruned": acc_pruned, "acc_pruned_val": acc_pruned_val,
+                "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
+            }
+            write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])
+            self._save_level(k, net, mask)
+            self._append_row(row)
+            self.log(self._progress(k, row))
+        return "ok"
+
+    # ---- pruning step ---------------------------------------------------------------------
+    def _prune(self, net: nn.Module, mask: Mask, target: float, gen: torch.Generator) -> tuple[nn.Module, Mask]:
+        spec = self.spec
+        crit = get_criterion(spec.pruning.method)
+        batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if crit.needs_data else []
+        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                prune_first=spec.pruning.prune_first) if t.param_name in mask]
+        ctx = ScoreContext(mask=mask, batches=batches, generator=gen, options=dict(spec.pruning.options))
+        scores = crit.fn(net, targets, ctx)
+        new_mask = allocate(scores, mask, target, spec.pruning.scope)
+        new_mask.apply(net)
+        return net, new_mask
+
+    # ---- rows and metrics -----------------------------------------------------------------
+    def _example_batch(self) -> torch.Tensor:
+        x, _ = next(iter(self.dm.test_dataloader()))
+        return x[: self.spec.metrics.latency_batch].to(self.device)
+
+    def _cost(self, net: nn.Module, mask: Mask | None, example: torch.Tensor) -> dict[str, float]:
+        densities = None
+        if mask is not None:
+            modules = {t.param_name: t.module_name for t in prunable_weights(net)}
+            densities = {modules[n]: 1.0 - s for n, s in mask.layer_sparsity().items() if n in modules}
+        flops, flops_dense = metrics.effective_flops(net, example, densities)
+        latency = math.nan
+        if self.spec.metrics.latency:
+            latency = metrics.measure_latency(net, example, warmup=self.spec.metrics.latency_warmup,
+                                              repeats=self.spec.metrics.latency_repeats)
+        return {"flops": flops, "flops_structural": flops_dense, "latency_ms": latency}
+
+    def _cost_row(self, net: nn.Module, mask: Mask, example: torch.Tensor) -> dict[str, Any]:
+        cost = self._cost(net, mask, example)
+        params = dict(net.named_parameters())
+        prunable_numel = sum(params[n].numel() for n in mask)
+        prunable_nonzero = sum(int(torch.count_nonzero(params[n].detach())) for n in mask)
+        dense = self._dense_cost
+        n_params, n_nonzero = metrics.count_params(net), metrics.count_nonzero(net)
+        return {
+            "sparsity": 1.0 - prunable_nonzero / prunable_numel,
+            "prunable_params": prunable_numel,
+            "prunable_nonzero": prunable_nonzero,
+            "params": n_params,
+            "params_nonzero": n_nonzero,
+            "compression": n_params / max(n_nonzero, 1),
+            "flops": cost["flops"],
+            "flops_dense": dense["flops_structural"],
+            "speedup_theoretical": dense["flops_structural"] / cost["flops"] if cost["flops"] else math.nan,
+            "latency_ms": cost["latency_ms"],
+            "latency_ms_dense": dense["latency_ms"],
+            "speedup_measured": dense["latency_ms"] / cost["latency_ms"] if cost["latency_ms"] else math.nan,
+            "latency_batch": self.spec.metrics.latency_batch,
+            "device": str(self.device.type),
+        }
+
+    def _base_row(self, level: int, target: float) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "run_id": spec.run_id, "seed": spec.seed, "level": level,
+            "dataset": spec.data.name, "model": spec.model.name, "method": spec.pruning.method,
+            "scope": spec.pruning.scope, "structure": spec.pruning.structure, "schedule": spec.schedule.name,
+            "retrain": spec.retrain.name, "target_sparsity": target,
+            "lr_finetune": spec.retrain.lr if spec.retrain.lr is not None else spec.train.optimizer.kwargs.get("lr"),
+            "epochs_finetune": spec.retrain.epochs, "iterations": spec.schedule.iterations,
+            "status": "ok", "label": spec.curve_label(), "experiment": spec.experiment,
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def _append_row(self, row: dict[str, Any]) -> None:
+        rows = read_rows(self.path)
+        rows = rows[rows["level"] != row["level"]] if len(rows) else rows
+        new = schema.coerce(pd.DataFrame([row]))
+        table = pd.concat([rows, new], ignore_index=True) if len(rows) else new
+        write_table(self.path / "rows.csv", table.sort_values("level"))
+
+    def _save_level(self, k: int, net: nn.Module, mask: Mask) -> None:
+        ld = level_dir(self.path, k)
+        mask.save(ld / "mask.pt")
+        write_table(ld / "layers.csv", mask.report())
+        save_state(ld / "state.pt", net.state_dict())
+
+    def _progress(self, k: int, row: dict[str, Any]) -> str:
+        n = len(self.spec.schedule.levels())
+        return (f"  [{self.spec.run_id}] level {k}/{n} sparsity {row['sparsity']:.3f} "
+                f"(target {row['target_sparsity']:.3f}): pruned acc {row['acc_pruned']:.3f} -> "
+                f"val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
+
+
+def run(spec: RunSpec, log: Logger = _stderr) -> RunOutcome:
+    """Prepare (validate) and execute one run; skipped if already finished."""
+    r = Run(spec, log)
+    if (r.path / DONE).exists():
+        return RunOutcome(spec.run_id, r.path, read_rows(r.path), True, "ok")
+    r.prepare()
+    return r.execute()

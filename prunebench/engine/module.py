@@ -1,0 +1,189 @@
+"""The LightningModule that trains classifiers, with masks enforced exactly.
+
+Masks never regrow: after every optimizer step the pruned weights are multiplied by
+their mask, and before it their gradients are. Zeroing the gradients keeps Adam's
+moments at zero on pruned positions (so nothing builds up to leak back), and re-zeroing
+the weights after the step removes what weight decay, momentum or any other optimizer
+rule may have written there. Both are one fused ``_foreach_mul_`` per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from prunebench.pruning.mask import Mask
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy classification of ``net`` with optional exact masking.
+
+    ``optimizer`` and ``scheduler`` are partials (``functools.partial(torch.optim.Adam,
+    lr=...)``) completed with the parameters here. The best validation-accuracy weights
+    are kept in memory and restored after fit (select on validation, never on test).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        mask: Mask | None = None,
+        select: str = "best",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.select = select
+        self.mask = mask
+        self._masked: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self.history: list[dict[str, float]] = []
+        self.best_val_acc = -math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._loss_sum: torch.Tensor | None = None
+        self._steps = 0
+        self._val_correct: torch.Tensor | None = None
+        self._val_loss: torch.Tensor | None = None
+        self._val_count = 0
+
+    # ---- masking -----------------------------------------------------------------------
+    def _bind_mask(self) -> None:
+        self._masked = []
+        if self.mask is None:
+            return
+        params = dict(self.net.named_parameters())
+        for name, m in self.mask.items():
+            p = params[name]
+            self._masked.append((p, m.to(device=p.device, dtype=p.dtype)))
+
+    @torch.no_grad()
+    def apply_mask(self) -> None:
+        if self._masked:
+            torch._foreach_mul_([p for p, _ in self._masked], [m for _, m in self._masked])
+
+    def on_fit_start(self) -> None:
+        self._bind_mask()
+        self.apply_mask()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [(p.grad, m) for p, m in self._masked if p.grad is not None]
+        if grads:
+            torch._foreach_mul_([g for g, _ in grads], [m for _, m in grads])
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.apply_mask()
+
+    # ---- training ----------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        # Accumulate on device; checking finiteness every step would force a GPU sync.
+        d = loss.detach()
+        self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
+        self._steps += 1
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._steps = None, 0
+
+    def on_train_epoch_end(self) -> None:
+        train_loss = float(self._loss_sum) / max(self._steps, 1) if self._loss_sum is not None else math.nan
+        if not math.isfinite(train_loss):
+            raise DivergedError(f"training loss became {train_loss} in epoch {self.current_epoch}")
+        if self.history and self.history[-1]["epoch"] == self.current_epoch:
+            self.history[-1]["train_loss"] = train_loss
+        else:
+            self.history.append({"epoch": self.current_epoch, "train_loss": train_loss})
+        if self.select == "last" or not self._has_val:
+            self.best_state = None  # keep the final weights
+
+    @property
+    def _has_val(self) -> bool:
+        return self.trainer is not None and self.trainer.num_val_batches not in ([], [0]) and bool(
+            sum(self.trainer.num_val_batches) if isinstance(self.trainer.num_val_batches, list) else self.trainer.num_val_batches
+        )
+
+    # ---- validation (selection) -----------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_correct, self._val_loss, self._val_count = None, None, 0
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(1) == y).sum()
+        self._val_correct = correct if self._val_correct is None else self._val_correct + correct
+        self._val_loss = loss if self._val_loss is None else self._val_loss + loss
+        self._val_count += y.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self._val_count:
+            return
+        val_acc = float(self._val_correct) / self._val_count
+        val_loss = float(self._val_loss) / self._val_count
+        self.history.append({"epoch": self.current_epoch, "val_acc": val_acc, "val_loss": val_loss})
+        if self.select == "best" and val_acc > self.best_val_acc:
+            self.best_val_acc = val_acc
+            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        elif self.select == "last":
+            self.best_val_acc = val_acc
+
+    def on_fit_end(self) -> None:
+        if self.best_state is not None:
+            self.net.load_state_dict(self.best_state)
+        self.apply_mask()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, loader: Any, device: torch.device | str | None = None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``net`` over ``loader``; plain PyTorch, no Trainer."""
+    was_training = net.training
+    net.eval()
+    dev = torch.device(device) if device is not None else next(net.parameters()).device
+    correct = torch.zeros((), device=dev)
+    loss = torch.zeros((), device=dev)
+    count = 0
+    try:
+        for x, y in loader:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            logits = net(x)
+            loss += nn.functional.cross_entropy(logits, y, reduction="sum").float()
+            correct += (logits.argmax(1) == y).sum()
+            count += y.numel()
+    finally:
+        net.train(was_training)
+    if count == 0:
+        return math.nan, math.nan
+    return float(correct) / count, float(loss) / count
+
+
+def clone_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def copy_net(net: nn.Module) -> nn.Module:
+    return copy.deepcopy(net)
