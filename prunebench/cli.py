@@ -56,14 +56,14 @@ def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec
     return specs
 
 
-def execute_specs(specs: Sequence[RunSpec], log: Any = _log) -> list[Any]:
+def execute_specs(specs: Sequence[RunSpec], log: Any = _log, on_level: Any = None) -> list[Any]:
     """Run specs in order (validating each before it trains); failures are recorded, not raised."""
     from prunebench.engine.loop import Run, RunOutcome
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
     for i, spec in enumerate(specs, start=1):
-        r = Run(spec, log)
+        r = Run(spec, log, on_level)
         if (r.path / "DONE").exists():
             log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
             outcomes.append(r.execute())

@@ -146,6 +146,8 @@ class RunSpec:
     data_dir: str = "data"
     experiment: str | None = None
     label: str | None = None
+    trial: int | None = None  # Optuna trial number (not part of identity)
+    study: str | None = None  # Optuna study name (not part of identity)
 
     # ---- identity -------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -406,4 +408,6 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
         data_dir=str(paths.get("data_dir", "data")),
         experiment=cfg.get("experiment_name"),
         label=cfg.get("label"),
+        trial=(cfg.get("optuna") or {}).get("number"),
+        study=(cfg.get("optuna") or {}).get("study_name"),
     )

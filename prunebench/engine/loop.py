@@ -40,6 +40,9 @@ from prunebench.results.store import DONE, atomic_write_text, level_dir, read_ro
 from prunebench.spec import RunSpec
 
 Logger = Callable[[str], None]
+#: Called after every finished level with (level, row); may raise to stop the run early
+#: (an Optuna pruner raises optuna.TrialPruned, recorded as status "pruned").
+LevelHook = Callable[[int, dict[str, Any]], None]
 
 
 def _stderr(msg: str) -> None:
@@ -58,9 +61,10 @@ class RunOutcome:
 class Run:
     """One run: its spec, data, model and folder. ``prepare`` validates everything first."""
 
-    def __init__(self, spec: RunSpec, log: Logger = _stderr) -> None:
+    def __init__(self, spec: RunSpec, log: Logger = _stderr, on_level: LevelHook | None = None) -> None:
         self.spec = spec
         self.log = log
+        self.on_level = on_level
         self.path = run_dir(spec.root, spec.run_id)
         self.device = device_of(spec.trainer)
         self.dm: Any = None
@@ -162,6 +166,8 @@ class Run:
             self._append_row(row)
             self._save_level(0, net, mask)
             self.log(self._progress(0, row))
+            if self.on_level:
+                self.on_level(0, row)
         mode = RETRAIN_MODES.get(spec.retrain.name)
         gen = torch.Generator().manual_seed(spec.seed)
         for k, target in enumerate(levels, start=1):
@@ -194,6 +200,8 @@ class Run:
             self._save_level(k, net, mask)
             self._append_row(row)
             self.log(self._progress(k, row))
+            if self.on_level:
+                self.on_level(k, row)
         return "ok"
 
     # ---- pruning step ---------------------------------------------------------------------
@@ -260,6 +268,7 @@ class Run:
             "lr_finetune": spec.retrain.lr if spec.retrain.lr is not None else spec.train.optimizer.kwargs.get("lr"),
             "epochs_finetune": spec.retrain.epochs, "iterations": spec.schedule.iterations,
             "status": "ok", "label": spec.curve_label(), "experiment": spec.experiment,
+            "trial": spec.trial, "study": spec.study,
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -283,9 +292,9 @@ class Run:
                 f"val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
 
 
-def run(spec: RunSpec, log: Logger = _stderr) -> RunOutcome:
+def run(spec: RunSpec, log: Logger = _stderr, on_level: LevelHook | None = None) -> RunOutcome:
     """Prepare (validate) and execute one run; skipped if already finished."""
-    r = Run(spec, log)
+    r = Run(spec, log, on_level)
     if (r.path / DONE).exists():
         return RunOutcome(spec.run_id, r.path, read_rows(r.path), True, "ok")
     r.prepare()

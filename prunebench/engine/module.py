@@ -5,6 +5,11 @@ their mask, and before it their gradients are. Zeroing the gradients keeps Adam'
 moments at zero on pruned positions (so nothing builds up to leak back), and re-zeroing
 the weights after the step removes what weight decay, momentum or any other optimizer
 rule may have written there. Both are one fused ``_foreach_mul_`` per step.
+
+Optimization is manual (``automatic_optimization = False``): the step is four lines
+here, and Lightning's closure machinery cost ~15% per step on small models
+(benchmarks/overhead.py). Under mixed precision the Lightning optimizer wrapper and
+``manual_backward`` are used so gradient scaling still happens.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ class Classifier(pl.LightningModule):
         self._val_correct: torch.Tensor | None = None
         self._val_loss: torch.Tensor | None = None
         self._val_count = 0
+        self.automatic_optimization = False
+        self._opt: Any = None
+        self._plain_precision = True
 
     # ---- masking -----------------------------------------------------------------------
     def _bind_mask(self) -> None:
@@ -75,18 +83,20 @@ class Classifier(pl.LightningModule):
         if self._masked:
             torch._foreach_mul_([p for p, _ in self._masked], [m for _, m in self._masked])
 
-    def on_fit_start(self) -> None:
-        self._bind_mask()
-        self.apply_mask()
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+    @torch.no_grad()
+    def mask_grads(self) -> None:
         grads = [(p.grad, m) for p, m in self._masked if p.grad is not None]
         if grads:
             torch._foreach_mul_([g for g, _ in grads], [m for _, m in grads])
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
+    def on_fit_start(self) -> None:
+        self._bind_mask()
         self.apply_mask()
+
+    def on_train_start(self) -> None:
+        precision = str(self.trainer.precision)
+        self._plain_precision = precision in ("32-true", "32", "64-true", "64")
+        self._opt = self.optimizers(use_pl_optimizer=not self._plain_precision)
 
     # ---- training ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +104,16 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        opt = self._opt
+        opt.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(self.net(x), y)
+        if self._plain_precision:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+        self.mask_grads()
+        opt.step()
+        self.apply_mask()
         # Accumulate on device; checking finiteness every step would force a GPU sync.
         d = loss.detach()
         self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
@@ -105,6 +124,10 @@ class Classifier(pl.LightningModule):
         self._loss_sum, self._steps = None, 0
 
     def on_train_epoch_end(self) -> None:
+        schedulers = self.lr_schedulers()
+        if schedulers is not None:
+            for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
+                sch.step()
         train_loss = float(self._loss_sum) / max(self._steps, 1) if self._loss_sum is not None else math.nan
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in epoch {self.current_epoch}")
