@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from prunebench.errors import ConfigError, check_range
+from prunebench.errors import ConfigError, check_range, unknown_name
 
 STRUCTURES = ("unstructured", "channel", "nm")
 
@@ -335,12 +335,20 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     )
 
     p = cfg["pruning"]
-    CRITERIA.get(p.get("method"))
     scope = p.get("scope", "global")
-    ALLOCATIONS.get(scope)
     structure = p.get("structure", "unstructured")
     if structure not in STRUCTURES:
         raise ConfigError(f"pruning.structure={structure!r} is not a known name; valid: {', '.join(STRUCTURES)}")
+    if structure == "channel":
+        # Channel criteria (l1, l2, bn_scale, taylor, random) score filters, not weights.
+        from prunebench.pruning.structured import CHANNEL_CRITERIA, SCOPES
+
+        CHANNEL_CRITERIA.get(p.get("method"))
+        if scope not in SCOPES:
+            raise unknown_name("pruning.scope", scope, SCOPES)
+    else:
+        CRITERIA.get(p.get("method"))
+        ALLOCATIONS.get(scope)
     known_p = {"method", "scope", "structure", "prune_output", "prune_first", "calibration_batches"}
     pruning = PruningSpec(
         method=p["method"],

@@ -104,7 +104,12 @@ class Run:
                 ld = level_dir(self.path, k)
                 if (ld / "mask.pt").exists():
                     Mask.load(ld / "mask.pt", net)
-                if spec.pruning.structure == "unstructured":
+                if spec.pruning.structure == "channel":
+                    if (ld / "model.pt").exists():
+                        from prunebench.engine.structured import load_model
+
+                        load_model(ld / "model.pt", self.build_net)
+                else:
                     check_loadable(net, ld / "state.pt", f"level {k} checkpoint")
 
     def build_net(self) -> nn.Module:
@@ -153,6 +158,13 @@ class Run:
         example = self._example_batch()
         self._dense_cost = self._cost(net, None, example)
         mask = Mask.ones_like(net, self.targets)
+        self._dense_prunable = mask.numel
+        self._level_info: dict[str, Any] = {}
+        self._channel = None
+        if spec.pruning.structure == "channel":
+            from prunebench.engine.structured import ChannelPruner
+
+            self._channel = ChannelPruner(spec, net, example)
         levels = spec.schedule.levels()
         if 0 not in done_levels:
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
@@ -172,6 +184,12 @@ class Run:
         gen = torch.Generator().manual_seed(spec.seed)
         for k, target in enumerate(levels, start=1):
             ld = level_dir(self.path, k)
+            if k in done_levels and self._channel is not None and (ld / "model.pt").exists():
+                from prunebench.engine.structured import load_model
+
+                net = load_model(ld / "model.pt", self.build_net).to(self.device)
+                mask = Mask.ones_like(net, self._current_targets(net))
+                continue
             if k in done_levels and (ld / "state.pt").exists() and (ld / "mask.pt").exists():
                 net.load_state_dict(load_state(ld / "state.pt", f"level {k} checkpoint"))
                 mask = Mask.load(ld / "mask.pt", net)
@@ -184,7 +202,9 @@ class Run:
             ctx = RetrainContext(spec, k, dense.init_state, dense.rewind_state, gen)
             mask = mode.prepare(net, mask, ctx)
             mask.apply(net)
-            module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec), mask=mask)
+            # After channel surgery every remaining weight is live: no mask to enforce.
+            module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec),
+                                mask=None if self._channel is not None else mask)
             result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec))
             net = module.net
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
@@ -205,8 +225,20 @@ class Run:
         return "ok"
 
     # ---- pruning step ---------------------------------------------------------------------
+    def _current_targets(self, net: nn.Module) -> list[str]:
+        spec = self.spec
+        return [t.param_name for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                        prune_first=spec.pruning.prune_first)]
+
     def _prune(self, net: nn.Module, mask: Mask, target: float, gen: torch.Generator) -> tuple[nn.Module, Mask]:
         spec = self.spec
+        if self._channel is not None:
+            from prunebench.pruning.structured import get_channel_criterion
+
+            needs = get_channel_criterion(spec.pruning.method).needs_data
+            batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if needs else []
+            self._level_info = self._channel.prune(net, target, batches, gen)
+            return net, Mask.ones_like(net, self._current_targets(net))
         crit = get_criterion(spec.pruning.method)
         batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if crit.needs_data else []
         targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
@@ -221,6 +253,19 @@ class Run:
     def _example_batch(self) -> torch.Tensor:
         x, _ = next(iter(self.dm.test_dataloader()))
         return x[: self.spec.metrics.latency_batch].to(self.device)
+
+    def _large_batch(self) -> torch.Tensor:
+        n = self.spec.metrics.latency_batch_large
+        xs, total = [], 0
+        for x, _ in self.dm.test_dataloader():
+            xs.append(x)
+            total += x.shape[0]
+            if total >= n:
+                break
+        x = torch.cat(xs)[:n]
+        if x.shape[0] < n:  # a tiny test split: repeat it to reach the batch size
+            x = x.repeat((n + x.shape[0] - 1) // x.shape[0], *([1] * (x.dim() - 1)))[:n]
+        return x.to(self.device)
 
     def _cost(self, net: nn.Module, mask: Mask | None, example: torch.Tensor) -> dict[str, float]:
         densities = None
@@ -241,8 +286,18 @@ class Run:
         prunable_nonzero = sum(int(torch.count_nonzero(params[n].detach())) for n in mask)
         dense = self._dense_cost
         n_params, n_nonzero = metrics.count_params(net), metrics.count_nonzero(net)
-        return {
-            "sparsity": 1.0 - prunable_nonzero / prunable_numel,
+        row: dict[str, Any] = {}
+        if self._channel is not None:
+            large = self.spec.metrics.latency_batch_large
+            row = {"channel_ratio": self._level_info.get("channel_ratio", 0.0), "latency_batch_large": large}
+            if self.spec.metrics.latency:
+                xl = self._large_batch()
+                row["latency_ms_large"] = metrics.measure_latency(
+                    net, xl, warmup=self.spec.metrics.latency_warmup, repeats=self.spec.metrics.latency_repeats)
+        return row | {
+            # Fraction of the DENSE model's prunable weights removed (channel surgery shrinks
+            # the tensors themselves, so the current tensor sizes are not the denominator).
+            "sparsity": 1.0 - prunable_nonzero / self._dense_prunable,
             "prunable_params": prunable_numel,
             "prunable_nonzero": prunable_nonzero,
             "params": n_params,
@@ -281,6 +336,13 @@ class Run:
 
     def _save_level(self, k: int, net: nn.Module, mask: Mask) -> None:
         ld = level_dir(self.path, k)
+        if self._channel is not None and k > 0:
+            from prunebench.engine.structured import save_model
+            from prunebench.pruning.structured import layer_channels
+
+            save_model(net, ld / "model.pt")  # weights + architecture, weights_only loadable
+            write_table(ld / "layers.csv", [{"layer": n, "channels": c} for n, c in layer_channels(net).items()])
+            return
         mask.save(ld / "mask.pt")
         write_table(ld / "layers.csv", mask.report())
         save_state(ld / "state.pt", net.state_dict())

@@ -1,0 +1,123 @@
+"""Overhead of prunebench's retraining loop versus a plain PyTorch loop.
+
+Both sides train the same pruned model (same initial weights, same mask, same data
+loader, same optimizer, same number of epochs, validation after every epoch, pruned
+weights re-zeroed after every step), alternating A/B several times; the script prints
+median seconds per side and the ratio prunebench / plain.
+
+Targets (issue "Core pipeline"): ratio <= 1.3 on the MNIST-1D MLP, <= 1.1 on
+LeNet-300-100 with MNIST-shaped data (real MNIST when found, otherwise synthetic data of
+the same shape and size).
+
+    python benchmarks/overhead.py            # both cases
+    python benchmarks/overhead.py --quick    # fewer epochs and repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prunebench.data import build_datamodule
+from prunebench.engine.fit import fit
+from prunebench.engine.module import Classifier
+from prunebench.models import build_model
+from prunebench.pruning.allocation import allocate
+from prunebench.pruning.criteria import ScoreContext, get_criterion
+from prunebench.pruning.mask import Mask
+from prunebench.pruning.targets import prunable_weights
+from prunebench.spec import TrainerSpec
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pruned(net: nn.Module, sparsity: float) -> Mask:
+    targets = prunable_weights(net)
+    mask = Mask.ones_like(net, [t.param_name for t in targets])
+    scores = get_criterion("magnitude").fn(net, targets, ScoreContext(mask))
+    mask = allocate(scores, mask, sparsity, "layer")
+    mask.apply(net)
+    return mask
+
+
+def plain_loop(net: nn.Module, mask: Mask, dm, epochs: int, lr: float) -> float:
+    """The loop a researcher writes by hand: train, re-zero pruned weights, validate."""
+    params = dict(net.named_parameters())
+    masked = [(params[n], m.to(params[n].dtype)) for n, m in mask.items()]
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        net.train()
+        for x, y in dm.train_dataloader():
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for p, m in masked:
+                    p.mul_(m)
+        net.eval()
+        correct = 0
+        with torch.inference_mode():
+            for x, y in dm.val_dataloader():
+                correct += int((net(x).argmax(1) == y).sum())
+    return time.perf_counter() - start
+
+
+def prunebench_loop(net: nn.Module, mask: Mask, dm, epochs: int, lr: float) -> float:
+    start = time.perf_counter()
+    module = Classifier(net, partial(torch.optim.Adam, lr=lr), mask=mask)
+    fit(module, dm, TrainerSpec(accelerator="cpu"), epochs=epochs)
+    return time.perf_counter() - start
+
+
+def case(name: str, dm, model: str, epochs: int, repeats: int) -> dict[str, float]:
+    dm.prepare_data()
+    dm.setup("fit")
+    torch.manual_seed(0)
+    base = build_model(model, tuple(dm.input_shape), dm.num_classes)
+    mask = pruned(base, 0.8)
+    plain, ours = [], []
+    for _ in range(repeats):  # alternate A/B so drift in machine speed hits both sides
+        plain.append(plain_loop(copy.deepcopy(base), mask, dm, epochs, 1e-3))
+        ours.append(prunebench_loop(copy.deepcopy(base), mask, dm, epochs, 1e-3))
+    p, o = statistics.median(plain), statistics.median(ours)
+    steps = epochs * len(dm.train_dataloader())
+    print(f"{name:<34} {epochs:>6} {steps:>7} {p:>9.3f} {o:>11.3f} {o / p:>7.3f} "
+          f"{1e3 * p / steps:>9.3f} {1e3 * o / steps:>9.3f}")
+    return {"plain": p, "prunebench": o, "ratio": o / p}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer epochs and repeats")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier timings)")
+    ap.add_argument("--data-root", default="data")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 5
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {repeats} (median shown)")
+    print(f"{'case':<34} {'epochs':>6} {'steps':>7} {'plain_s':>9} {'prunebench_s':>11} {'ratio':>7} "
+          f"{'plain_ms/step':>9} {'pb_ms/step':>9}")
+    case("mlp / mnist1d (target <= 1.3)", build_datamodule("mnist1d", root=args.data_root),
+         "mlp", 5 if args.quick else 20, repeats)
+    mnist = SHARED_DATA if (SHARED_DATA / "MNIST" / "raw").exists() else None
+    if mnist is not None:
+        dm = build_datamodule("mnist", root=str(mnist), batch_size=60)
+        label = "lenet_300_100 / mnist (target <= 1.1)"
+    else:
+        dm = build_datamodule("synthetic", input_shape=[1, 28, 28], num_classes=10, n_train=60000,
+                              n_test=10000, batch_size=60)
+        label = "lenet_300_100 / synthetic 1x28x28 (<= 1.1)"
+    case(label, dm, "lenet_300_100", 1 if args.quick else 2, repeats)
+
+
+if __name__ == "__main__":
+    main()

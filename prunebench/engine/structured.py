@@ -1,0 +1,89 @@
+"""Channel pruning inside the level loop (``pruning.structure=channel``).
+
+prunebench.pruning.structured does the surgery; this module adapts it to runs: it
+validates the run's options before training, measures the dense baseline once, prunes
+each level to the schedule's cumulative target (relative to the dense model, so
+iterative schedules compose), and saves/loads pruned models as weights plus
+architecture (``torch.load(weights_only=True)``, no pickled modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError, check_range, unknown_name
+from prunebench.spec import RunSpec
+
+#: Retrain modes that make sense after channel surgery. Rewinding to dense weights needs a
+#: weight for every surviving position of the *dense* tensors; after surgery those
+#: tensors have changed shape, so weight/mask rewinding controls are rejected up front.
+CHANNEL_RETRAIN = ("finetune", "none", "lr_rewind")
+
+DEFAULTS: dict[str, Any] = {"target": "channels", "max_layer_amount": 0.9, "round_to": None}
+
+
+def options(spec: RunSpec) -> dict[str, Any]:
+    return {**DEFAULTS, **{k: v for k, v in spec.pruning.options.items() if k in DEFAULTS}}
+
+
+def check_channel_spec(spec: RunSpec) -> None:
+    """Reject bad channel-pruning settings before anything trains."""
+    from prunebench.pruning.structured import CHANNEL_CRITERIA, SCOPES, TARGETS
+
+    CHANNEL_CRITERIA.get(spec.pruning.method)
+    if spec.pruning.scope not in SCOPES:
+        raise unknown_name("pruning.scope", spec.pruning.scope, SCOPES)
+    opts = options(spec)
+    if opts["target"] not in TARGETS:
+        raise unknown_name("pruning.target", opts["target"], TARGETS)
+    check_range("pruning.max_layer_amount", float(opts["max_layer_amount"]), 0.0, 1.0,
+                low_inclusive=False, high_inclusive=True)
+    rt = opts["round_to"]
+    if rt is not None and (isinstance(rt, bool) or not isinstance(rt, int) or rt < 1):
+        raise ConfigError(f"pruning.round_to={rt!r} is out of range; expected a positive integer or null")
+    if spec.retrain.name not in CHANNEL_RETRAIN:
+        raise ConfigError(
+            f"retrain={spec.retrain.name!r} cannot follow pruning.structure=channel (the pruned tensors change "
+            f"shape, so there is nothing to rewind onto); valid: {', '.join(CHANNEL_RETRAIN)}"
+        )
+
+
+class ChannelPruner:
+    """Prunes a run's model level by level against one dense baseline."""
+
+    def __init__(self, spec: RunSpec, dense_net: nn.Module, example: torch.Tensor) -> None:
+        from prunebench.pruning.structured import StructuredBaseline
+
+        self.spec = spec
+        self.example = example
+        self.baseline = StructuredBaseline.measure(dense_net, example)
+
+    def prune(self, net: nn.Module, target: float, batches: list[tuple[torch.Tensor, torch.Tensor]],
+              generator: torch.Generator) -> dict[str, Any]:
+        from prunebench.pruning.structured import prune_channels
+
+        opts = options(self.spec)
+        result = prune_channels(
+            net, self.example, amount=target, target=opts["target"], criterion=self.spec.pruning.method,
+            scope=self.spec.pruning.scope, max_layer_amount=float(opts["max_layer_amount"]),
+            round_to=opts["round_to"], batches=batches or None, baseline=self.baseline, generator=generator,
+        )
+        return {"channel_ratio": result.channel_ratio, "channel_target": opts["target"],
+                "layer_channels": result.layer_channels}
+
+
+def save_model(net: nn.Module, path: Path) -> None:
+    from prunebench.pruning.structured import save_pruned
+
+    save_pruned(net, path)
+
+
+def load_model(path: Path, build_net: Callable[[], nn.Module]) -> nn.Module:
+    from prunebench.pruning.structured import load_pruned
+
+    return load_pruned(path, build_net)
