@@ -69,6 +69,35 @@ class DepthwiseNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class PadShortcutBlock(nn.Module):
+    """CIFAR ResNet option-A block: the shortcut pads channels with zeros (``F.pad``), which
+    the dependency graph takes for an element-wise op."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.pad = (cout - cin) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        short = x if not self.pad else nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return torch.relu(self.body(x) + short)
+
+
+class PadShortcutNet(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8)
+        self.blocks = nn.Sequential(PadShortcutBlock(8, 8, 1), PadShortcutBlock(8, 16, 2))
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
 def _registry(name: str) -> Callable[[], nn.Module]:
     def make() -> nn.Module:
         models = pytest.importorskip("prunebench.models")
@@ -86,6 +115,7 @@ SMALL_IMAGENET = (2, 3, 64, 64)
 MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "concat": (ConcatNet, CIFAR),
     "depthwise": (DepthwiseNet, CIFAR),
+    "pad_shortcut": (PadShortcutNet, CIFAR),
     "vgg11_bn": (_registry("vgg11_bn"), CIFAR),
     "resnet20": (_registry("resnet20"), CIFAR),
     "resnet56": (_registry("resnet56"), CIFAR),
@@ -364,6 +394,18 @@ def test_ignored_layers_keep_their_width() -> None:
     result = prune_channels(model, x, amount=0.5, ignored_layers=[model.a[0]])
     assert result.layer_channels["a.0"] == 12
     assert result.layer_channels["b.0"] == 3
+
+
+def test_untraceable_shortcut_groups_are_kept_whole() -> None:
+    """Channel padding in a shortcut couples tensors of different widths: those groups stay whole."""
+    model, x = build("pad_shortcut")
+    with pytest.warns(UserWarning, match="kept whole.*stem.0"):
+        result = prune_channels(model, x, amount=0.5)
+    assert set(result.group_channels) == {"blocks.0.body.0", "blocks.1.body.0"}  # inner convs only
+    assert result.layer_channels["blocks.0.body.0"] == 4 and result.layer_channels["blocks.1.body.0"] == 8
+    assert result.layer_channels["stem.0"] == 8 and result.layer_channels["blocks.1.body.3"] == 16
+    assert model(x).shape == (2, 10)
+    assert count_params(model) == predicted_params(model)
 
 
 def test_groups_follow_residual_paths() -> None:

@@ -13,6 +13,7 @@ save/load, so a dense baseline measured once can be matched against a pruned mod
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,13 +105,14 @@ def channel_groups(
 ) -> list[ChannelGroup]:
     """All prunable groups of ``model`` (full index sets), in module order of their keys.
 
-    A group is left out when it would remove output channels of an ignored layer, or
-    when it has fewer than two channels (nothing could be removed under any cap).
+    A group is left out when it would remove output channels of an ignored layer, when
+    it has fewer than two channels, or when the graph cannot follow it safely (see
+    :func:`_unsafe`); the last case warns, naming the groups kept whole.
     """
     order = {m: i for i, (_, m) in enumerate(model.named_modules())}
     names = {m: n for n, m in model.named_modules()}
     groups = []
-    for group in graph.get_all_groups(ignored_layers=list(ignored_layers), root_module_types=ROOT_TYPES):
+    for group in graph.get_all_groups(ignored_layers=[], root_module_types=ROOT_TYPES):
         root_dep = group[0].dep
         members = []
         for item in group.items:
@@ -127,15 +129,65 @@ def channel_groups(
                 )
             )
         roots = [m for m in members if m.out_side and isinstance(m.module, ROOT_TYPES)]
-        if not roots:
+        channels = graph.get_out_channels(root_dep.target.module)
+        if not roots or channels is None:
             continue
         key = min(roots, key=lambda m: order[m.module]).name
-        channels = graph.get_out_channels(root_dep.target.module)
-        if channels is None or channels < 2:
-            continue
         groups.append(ChannelGroup(key, root_dep.target.module, root_dep.handler, int(channels), members))
+
+    unsafe = _unsafe(groups, graph)
+    if unsafe:
+        warnings.warn(
+            "channel groups kept whole because the dependency graph cannot follow them "
+            f"(e.g. channel padding in a shortcut): {', '.join(sorted(unsafe))}",
+            stacklevel=2,
+        )
+    ignored = {id(m) for m in ignored_layers}
+    groups = [
+        g
+        for g in groups
+        if g.key not in unsafe and g.channels >= 2 and not any(m.out_side and id(m.module) in ignored for m in g.members)
+    ]
     groups.sort(key=lambda g: order[model.get_submodule(g.key)])
     return groups
+
+
+def _depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd) and module.groups == module.out_channels > 1
+
+
+def _unsafe(groups: list[ChannelGroup], graph: tp.DependencyGraph) -> set[str]:
+    """Keys of groups whose channels the graph does not map one-to-one.
+
+    Groups must partition every layer's output channels: no channel claimed by two
+    groups, and none left unclaimed. A violation means the graph coupled tensors of
+    different widths through an op it takes for element-wise but is not (``F.pad`` on
+    channels in a CIFAR ResNet's option-A shortcut, say); removing those channels would
+    leave an inconsistent model, so such groups are kept whole instead.
+    """
+    claims: dict[tuple[int, bool], dict[int, str]] = {}
+    widths: dict[int, int] = {}
+    bad: set[str] = set()
+    for g in groups:
+        for m in g.members:
+            side = m.out_side or _depthwise(m.module)  # a depthwise conv's inputs are its outputs
+            seen = claims.setdefault((id(m.module), side), {})
+            for i in m.idxs:
+                other = seen.setdefault(i, g.key)
+                if other != g.key:
+                    bad.update((other, g.key))
+            if side and id(m.module) not in widths:
+                w = graph.get_out_channels(m.module)
+                if w is not None:
+                    widths[id(m.module)] = int(w)
+    for g in groups:
+        for m in g.members:
+            w = widths.get(id(m.module))
+            if w is None or not (m.out_side or _depthwise(m.module)):
+                continue
+            if set(claims[(id(m.module), True)]) != set(range(w)):
+                bad.add(g.key)
+    return bad
 
 
 def prune_group(graph: tp.DependencyGraph, group: ChannelGroup, remove: Sequence[int]) -> None:

@@ -386,7 +386,13 @@ def prune_channels(
         generator=generator,
     )
     removed = apply_selection(sel)
-    flops_after, _ = layer_flops(model, example_input)
+    try:  # the FLOPs count runs a forward pass: it also proves the pruned model is consistent
+        flops_after, _ = layer_flops(model, example_input)
+    except RuntimeError as e:
+        raise RuntimeError(
+            "channel surgery left an inconsistent model (an operation the dependency graph does not "
+            f"follow, e.g. padding or slicing along channels?): {e}"
+        ) from e
     base = sel.baseline
     return ChannelPruneResult(
         target=target,
