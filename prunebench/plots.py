@@ -139,7 +139,7 @@ def new_axes(figsize: tuple[float, float] = FIGSIZE) -> Axes:
 def _finish(ax: Axes, xlabel: str, ylabel: str, legend: bool = True, title: str | None = None) -> Axes:
     ax.set_xlabel(xlabel, fontsize=FONT["label"])
     ax.set_ylabel(ylabel, fontsize=FONT["label"])
-    ax.tick_params(labelsize=FONT["tick"])
+    ax.tick_params(which="both", labelsize=FONT["tick"])
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
     if title:
         ax.set_title(title, fontsize=FONT["title"])
@@ -348,6 +348,9 @@ def _accuracy_vs_ratio(df: pd.DataFrame, ax: Axes | None, metric: str, col: str)
     else:
         _empty_note(ax, f"no {col}")
     _log2_axis(ax)
+    if len(agg):  # start at 1× (the dense model) so the ratio reads from the origin
+        lo, hi = float(agg["x"].min()), float(agg["x"].max())
+        ax.set_xlim(min(0.9, lo / 1.1), max(hi * 1.1, 1.2))
     return _finish(ax, _axis_name(col), _axis_name(metric))
 
 
@@ -688,8 +691,17 @@ def _cell(value: Any, floatfmt: str) -> str:
     return str(value)
 
 
+_NUMBER = r"^[+\-−]?\d[\d.,eE+\-]*( ± \d[\d.eE+\-]*)?$|^–?$"
+
+
 def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+    """Numbers, or text that only holds formatted numbers ("91.50 ± 1.00"): right-aligned."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return True
+    text = s.dropna().astype(str)
+    return bool(len(text)) and bool(text.str.match(_NUMBER).all())
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g", index: bool = False) -> str:

@@ -1,0 +1,298 @@
+"""``prunebench-report``: collect every run under a results root into one table and figures.
+
+    prunebench-report [ROOT] [--filter col=val[,val]]... [--out DIR] [--quiet]
+
+Writes into ``DIR`` (default ``ROOT/report``): ``results.parquet`` and ``results.csv``
+(one row per run and level), ``summary.md`` and ``summary.tex`` (mean ± std over seeds
+per curve and target sparsity, drop vs dense), and every figure that applies as PNG and
+PDF. A figure that does not apply is skipped with the reason, never drawn empty.
+Optuna studies are read from ``ROOT/studies/*.db`` (SQLite).
+
+Exit codes: 0 report written, 1 nothing to report (no root, no runs, no matching rows),
+2 bad input (e.g. an unknown filter column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from prunebench.errors import ConfigError
+from prunebench.results import load
+from prunebench.results.store import atomic_write_bytes, atomic_write_text, level_dir, runs_dir
+
+Filters = Sequence[str] | Mapping[str, Any] | None
+
+
+@dataclass
+class ReportResult:
+    """What ``build_report`` did: files written, figures drawn, figures skipped (name → reason)."""
+
+    root: Path
+    out: Path
+    rows: int = 0
+    runs: int = 0
+    written: list[Path] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when there was something to report."""
+        return self.rows > 0
+
+
+def _finite(df: pd.DataFrame, col: str, pruned_only: bool = True) -> bool:
+    if col not in df.columns:
+        return False
+    d = df[df["level"].astype("Int64").fillna(-1) >= 1] if pruned_only else df
+    if "status" in d.columns:
+        d = d[d["status"].isna() | (d["status"] == "ok")]
+    vals = pd.to_numeric(d[col], errors="coerce").astype("float64")
+    return bool(np.isfinite(vals).any())
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "study"
+
+
+class _Writer:
+    """Draws figures into ``out`` and books what was written or skipped."""
+
+    def __init__(self, result: ReportResult) -> None:
+        self.result = result
+
+    def figure(self, name: str, draw: Callable[[], Any], reason_if_skipped: str | None = None) -> None:
+        from prunebench import plots
+
+        if reason_if_skipped:
+            self.result.skipped[name] = reason_if_skipped
+            return
+        try:
+            ax = draw()
+            paths = plots.save_figure(ax, self.result.out / name)
+        except Exception as exc:  # one broken figure must not cost the rest of the report
+            self.result.skipped[name] = f"failed to draw ({type(exc).__name__}: {exc})"
+            return
+        self.result.figures[name] = paths
+        self.result.written.extend(paths)
+
+
+def _table_files(df: pd.DataFrame, out: Path, result: ReportResult) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(out / "results.parquet", buf.getvalue())
+    atomic_write_text(out / "results.csv", df.to_csv(index=False))
+    result.written += [out / "results.parquet", out / "results.csv"]
+
+
+def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, result: ReportResult) -> None:
+    from prunebench import plots
+
+    summary = plots.summarize(df)
+    table = plots.format_summary(summary)
+    dense = plots.dense_reference(df)
+    failed = df[df["status"].notna() & (df["status"] != "ok")] if "status" in df.columns else df.iloc[:0]
+    lines = [f"# prunebench summary: {root}", ""]
+    if filters:
+        lines += [f"Filters: {filters}", ""]
+    lines += [f"{result.runs} run(s), {result.rows} row(s). Test accuracy, mean ± std over seeds (ddof=1); "
+              "`drop` is dense − pruned in percentage points; sparsity is the mean achieved fraction of "
+              "prunable weights removed.", ""]
+    for _, r in dense.iterrows():
+        std = "" if pd.isna(r["std"]) else f" ± {100 * r['std']:.2f}"
+        lines.append(f"Dense {r['dataset']}/{r['model']}: {100 * r['mean']:.2f}{std} % (n={r['n']} seeds)")
+    if len(dense):
+        lines.append("")
+    lines.append(plots.to_markdown(table) if len(table) else "No pruned levels yet.\n")
+    if len(failed):
+        lines += ["", f"## Failed or diverged ({failed['run_id'].nunique()} run(s))", ""]
+        cols = [c for c in ("run_id", "label", "level", "status", "error") if c in failed.columns]
+        lines.append(plots.to_markdown(failed[cols].astype("string").fillna("")))
+    atomic_write_text(out / "summary.md", "\n".join(lines))
+    tex = plots.to_latex(table, caption="Test accuracy (mean ± std over seeds) at each target sparsity.") \
+        if len(table) else "% no pruned levels\n"
+    atomic_write_text(out / "summary.tex", tex)
+    result.written += [out / "summary.md", out / "summary.tex"]
+
+
+def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
+    from prunebench import plots
+
+    has_pruned = _finite(df, "test_acc")
+    no_pruned = None if has_pruned else "no pruned levels (level >= 1) with test_acc"
+    w.figure("accuracy_vs_sparsity", lambda: plots.accuracy_vs_sparsity(df), no_pruned)
+    w.figure("accuracy_vs_remaining", lambda: plots.accuracy_vs_remaining(df), no_pruned)
+    w.figure("accuracy_vs_compression", lambda: plots.accuracy_vs_compression(df),
+             no_pruned or (None if _finite(df, "compression") else "no compression in the table"))
+    w.figure("speedup_theoretical", lambda: plots.accuracy_vs_speedup(df, kind="theoretical"),
+             no_pruned or (None if _finite(df, "speedup_theoretical") else "no theoretical speedup (FLOPs) in the table"))
+    w.figure("speedup_measured", lambda: plots.accuracy_vs_speedup(df, kind="measured"),
+             no_pruned or (None if _finite(df, "speedup_measured") else "no measured latency in the table"))
+    w.figure("accuracy_vs_flops", lambda: plots.accuracy_vs_cost(df, x="flops"),
+             no_pruned or (None if _finite(df, "flops") else "no FLOPs in the table"))
+    w.figure("accuracy_vs_latency", lambda: plots.accuracy_vs_cost(df, x="latency_ms"),
+             no_pruned or (None if _finite(df, "latency_ms") else "no measured latency in the table"))
+    has_dense = _finite(df[df["level"].astype("Int64").fillna(-1) == 0], "test_acc", pruned_only=False)
+    w.figure("pruning_drop", lambda: plots.pruning_drop(df),
+             no_pruned or (None if _finite(df, "acc_pruned") else "no acc_pruned in the table")
+             or (None if has_dense else "no dense (level 0) rows to compare with"))
+
+
+def _layer_figure(df: pd.DataFrame, root: Path, w: _Writer) -> None:
+    """Per-layer sparsity of the last level of the first run of each label, side by side."""
+    from prunebench import plots
+
+    frames = []
+    d = df.assign(label=plots.curve_labels(df))
+    d = d[(d["level"].astype("Int64").fillna(-1) >= 1) & (d["status"].isna() | (d["status"] == "ok"))]
+    for label, g in d.groupby("label", sort=True):
+        run_id = str(sorted(g["run_id"].astype(str))[0])
+        level = int(g[g["run_id"] == run_id]["level"].max())
+        path = level_dir(runs_dir(root) / run_id, level) / "layers.csv"
+        if path.exists():
+            try:
+                frames.append(pd.read_csv(path).assign(label=str(label)))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError):
+                continue
+    reason = None if frames else "no levels/<k>/layers.csv for a pruned level (k >= 1)"
+    layers = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    w.figure("layer_sparsity", lambda: plots.layer_sparsity(layers, by="label"), reason)
+
+
+def _study_figures(root: Path, w: _Writer) -> None:
+    """Pareto front (multi-objective) and search history of every study in ROOT/studies/*.db."""
+    files = sorted((root / "studies").glob("*.db"))
+    if not files:
+        reason = f"no Optuna studies ({root / 'studies'}/*.db)"
+        w.result.skipped["pareto_front"] = reason
+        w.result.skipped["search_history"] = reason
+        return
+    import optuna
+
+    from prunebench import plots
+
+    for path in files:
+        storage = f"sqlite:///{path.resolve()}"
+        try:
+            names = optuna.study.get_all_study_names(storage=storage)
+        except Exception as exc:  # not an Optuna database, or locked beyond the timeout
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            w.result.skipped[f"study {path.name}"] = f"cannot read ({type(exc).__name__}: {first})"
+            continue
+        for name in names:
+            study = optuna.load_study(study_name=name, storage=storage)
+            trials = study.trials_dataframe()
+            tag = _safe_name(name if len(files) == 1 else f"{path.stem}_{name}")
+            directions = [d.name.lower() for d in study.directions]
+            objs = plots.objective_columns(trials)
+            n_complete = sum(t.state.name == "COMPLETE" for t in study.trials)
+            if not n_complete or not objs:
+                reason = f"study {name!r} has no complete trials"
+                w.figure(f"pareto_front_{tag}", lambda: None, reason)
+                w.figure(f"search_history_{tag}", lambda: None, reason)
+                continue
+            labels = study.metric_names or [plots._short(c) for c in objs]
+            if len(directions) >= 2:
+                w.figure(f"pareto_front_{tag}", lambda t=trials, o=objs, d=directions, m=labels: plots.pareto_front(
+                    t, x=o[0], y=o[1], directions=d[:2],
+                    xlabel=f"{m[0]} ({'→' if d[0] == 'maximize' else '←'} better)",
+                    ylabel=f"{m[1]} ({'↑' if d[1] == 'maximize' else '↓'} better)"))
+            else:
+                w.result.skipped[f"pareto_front_{tag}"] = f"study {name!r} has a single objective"
+
+            def history(t: pd.DataFrame = trials, o: list[str] = objs, d: list[str] = directions,
+                        m: list[str] = labels) -> Any:
+                # One panel per objective, stacked, on one pyplot-free figure.
+                fig = Figure(figsize=(3.4, 2.0 * len(o)), layout="constrained")
+                axes = fig.subplots(len(o), 1, squeeze=False)[:, 0]
+                for ax, col, direction, metric in zip(axes, o, d, m):
+                    plots.search_history(t, ax=ax, objective=col, direction=direction, ylabel=metric)
+                return axes[0]
+
+            w.figure(f"search_history_{tag}", history)
+
+
+def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                 filters: Filters = None) -> ReportResult:
+    """Load every run under ``root`` (``prunebench.results.load``) and write table, summary, figures.
+
+    Returns what was written and what was skipped (with reasons). With no rows (no runs,
+    or nothing matches ``filters``) it writes nothing and sets ``message``. Raises
+    ``ConfigError`` for a missing root or an unknown filter column.
+    """
+    root = Path(root)
+    out_dir = Path(out) if out is not None else root / "report"
+    result = ReportResult(root=root, out=out_dir)
+    df = load(root, filters=filters)
+    result.rows, result.runs = len(df), int(df["run_id"].nunique()) if len(df) else 0
+    if not len(df):
+        where = runs_dir(root)
+        result.message = (f"no rows match the filters {filters} under {where}" if filters
+                          else f"no runs under {where} (nothing to report)")
+        return result
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _table_files(df, out_dir, result)
+    _summary_files(df, root, out_dir, filters, result)
+    w = _Writer(result)
+    _curve_figures(df, w)
+    _layer_figure(df, root, w)
+    _study_figures(root, w)
+    result.message = f"{result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="prunebench-report", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("root", nargs="?", default="outputs", help="results root (default: outputs)")
+    ap.add_argument("--filter", action="append", default=[], metavar="COL=VAL[,VAL]",
+                    help="keep rows whose column equals one of the values (repeatable)")
+    ap.add_argument("--out", default=None, help="output folder (default: ROOT/report)")
+    ap.add_argument("--quiet", action="store_true", help="print errors only")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit code (0 ok, 1 nothing to report, 2 bad input)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: the report never opens a window
+    args = _parser().parse_args(argv)
+    say: Callable[[str], None] = (lambda _m: None) if args.quiet else print
+    root = Path(args.root)
+    if not root.exists():
+        print(f"error: results root {str(root)!r} does not exist (nothing to report)", file=sys.stderr)
+        return 1
+    try:
+        result = build_report(root, args.out, args.filter or None)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not result.ok:
+        print(f"error: {result.message}", file=sys.stderr)
+        return 1
+    say(f"report: {result.message}")
+    tables = [p.name for p in result.written if p.suffix in (".parquet", ".csv", ".md", ".tex")]
+    say(f"  wrote {', '.join(tables)}")
+    for name, paths in result.figures.items():
+        say(f"  figure {name} ({', '.join(p.suffix for p in paths)})")
+    for name, reason in result.skipped.items():
+        say(f"  skipped {name}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""prunebench-report on a fake results root: files written, figures skipped with reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_plots import BASE, A, B, make_table
+
+from prunebench import report
+from prunebench.results import load
+from prunebench.results.store import level_dir, run_dir, write_table
+
+
+def write_root(root: Path, table: pd.DataFrame, layers: bool = True) -> Path:
+    """Lay ``table`` out as ``<root>/runs/<run_id>/rows.csv`` (+ layers.csv per level)."""
+    for run_id, rows in table.groupby("run_id"):
+        path = run_dir(root, str(run_id))
+        write_table(path / "rows.csv", rows)
+        (path / "DONE").write_text("done")
+        if layers:
+            for level in rows["level"]:
+                sp = float(rows[rows["level"] == level]["sparsity"].iloc[0])
+                write_table(level_dir(path, int(level)) / "layers.csv", [
+                    {"layer": "fc1.weight", "numel": 100, "nonzero": round(100 * (1 - sp)), "sparsity": sp},
+                    {"layer": "fc2.weight", "numel": 10, "nonzero": 10, "sparsity": 0.0},
+                ])
+    return root
+
+
+def make_study(root: Path) -> None:
+    """A tiny real multi-objective study (maximize x, minimize y) in ROOT/studies/sweep.db."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    (root / "studies").mkdir(parents=True)
+    storage = f"sqlite:///{root / 'studies' / 'sweep.db'}"
+    study = optuna.create_study(study_name="trade-off", storage=storage, directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("s", 0, 1), t.suggest_float("s2", 0, 1) ** 2), n_trials=6)
+    single = optuna.create_study(study_name="acc", storage=storage, direction="maximize",
+                                 sampler=optuna.samplers.RandomSampler(seed=0))
+    single.optimize(lambda t: t.suggest_float("s", 0, 1), n_trials=3)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_root(tmp_path_factory.mktemp("res"), make_table())
+
+
+def test_load_roundtrip_of_fake_root(root: Path) -> None:
+    df = load(root)
+    assert len(df) == len(make_table()) and df["run_id"].nunique() == 15
+    assert df["test_acc"].dtype == "float64" and str(df["level"].dtype) == "Int64"
+
+
+def test_report_writes_table_summary_figures(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    res = report.build_report(root, out)
+    assert res.ok and res.runs == 15 and res.rows == 39
+    for name in ("results.parquet", "results.csv", "summary.md", "summary.tex"):
+        assert (out / name).exists(), name
+    back = pd.read_parquet(out / "results.parquet")
+    assert len(back) == 39 and set(back["label"]) == {A, B}
+    assert len(pd.read_csv(out / "results.csv")) == 39
+    for fig in ("accuracy_vs_sparsity", "accuracy_vs_remaining", "accuracy_vs_compression",
+                "speedup_theoretical", "accuracy_vs_flops", "pruning_drop", "layer_sparsity"):
+        assert res.figures[fig] == [out / f"{fig}.png", out / f"{fig}.pdf"], fig
+        assert all(p.stat().st_size > 0 for p in res.figures[fig])
+    assert res.skipped["speedup_measured"] == "no measured latency in the table"
+    assert res.skipped["accuracy_vs_latency"] == "no measured latency in the table"
+    assert "no Optuna studies" in res.skipped["pareto_front"]
+    md = (out / "summary.md").read_text()
+    assert f"{100 * BASE[A][2]:.2f} ± 3.00" in md and "Dense mnist1d/mlp: 92.00 ± 2.00 % (n=3 seeds)" in md
+    assert r"\pm" in (out / "summary.tex").read_text()
+
+
+def test_report_default_out_and_studies(tmp_path: Path) -> None:
+    root = write_root(tmp_path / "res", make_table(latency=True), layers=False)
+    make_study(root)
+    res = report.build_report(root)
+    assert res.out == root / "report"
+    assert "speedup_measured" in res.figures and "accuracy_vs_latency" in res.figures
+    assert res.figures["pareto_front_trade-off"][0].exists()
+    assert res.figures["search_history_trade-off"][0].exists()
+    assert res.figures["search_history_acc"][0].exists()
+    assert res.skipped["pareto_front_acc"] == "study 'acc' has a single objective"
+    assert res.skipped["layer_sparsity"] == "no levels/<k>/layers.csv for a pruned level (k >= 1)"
+
+    # Our Pareto front agrees with Optuna's own (study.best_trials) on the real study.
+    import optuna
+    from matplotlib.collections import PathCollection
+
+    from prunebench import plots
+
+    study = optuna.load_study(study_name="trade-off", storage=f"sqlite:///{root / 'studies' / 'sweep.db'}")
+    ax = plots.pareto_front(study.trials_dataframe(), directions=["maximize", "minimize"])
+    (front,) = [a for a in ax.get_children() if isinstance(a, PathCollection) and a.get_gid() == "pareto"]
+    got = sorted(map(tuple, front.get_offsets().tolist()))
+    assert got == sorted(tuple(t.values) for t in study.best_trials)
+
+
+def test_main_cli(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert report.main([str(root), "--out", str(out), "--filter", "seed=0,1", "--filter", "schedule=iterative"]) == 0
+    text = capsys.readouterr().out
+    assert "figure accuracy_vs_sparsity (.png, .pdf)" in text
+    assert "skipped speedup_measured: no measured latency in the table" in text
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 10 and set(table["label"]) == {B} and set(table["seed"]) == {0, 1}
+
+    assert report.main([str(root), "--out", str(out), "--filter", "colour=red"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'colour'" in err
+
+    assert report.main([str(root), "--out", str(out), "--filter", "method=snip", "--quiet"]) == 1
+    assert "no rows match" in capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report.main([str(empty), "--quiet"]) == 1
+    assert "no runs under" in capsys.readouterr().err
+    assert report.main([str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (empty / "report").exists()
+
+
+def test_failed_runs_listed_and_figures_skipped(tmp_path: Path) -> None:
+    t = make_table()
+    t = t[t["run_id"] == "mnist1d-b-s0"].head(1).assign(status="failed", error="RuntimeError: boom", test_acc=None)
+    root = write_root(tmp_path / "res", t)
+    (root / "studies").mkdir()
+    (root / "studies" / "junk.db").write_text("not a database")
+    res = report.build_report(root)
+    assert res.ok and res.figures == {}
+    assert res.skipped["accuracy_vs_sparsity"] == "no pruned levels (level >= 1) with test_acc"
+    assert res.skipped["study junk.db"].startswith("cannot read")
+    md = (res.out / "summary.md").read_text()
+    assert "Failed or diverged (1 run(s))" in md and "RuntimeError: boom" in md
