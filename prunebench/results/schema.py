@@ -7,6 +7,7 @@ coerce to these dtypes so notebooks and plots see the same table every time.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 #: Required columns (DESIGN.md) in display order, with pandas dtypes.
@@ -78,7 +79,8 @@ def coerce(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for col, dtype in COLUMNS.items():
         if col not in df.columns:
-            df[col] = pd.Series(pd.NA, index=df.index, dtype=dtype)
+            # pandas 3 refuses pd.NA in a float64 Series: missing floats are NaN.
+            df[col] = pd.Series(np.nan if dtype == "float64" else pd.NA, index=df.index, dtype=dtype)
         else:
             df[col] = df[col].astype(dtype)
     known = list(COLUMNS)
