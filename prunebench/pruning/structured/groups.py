@@ -102,12 +102,14 @@ def channel_groups(
     model: nn.Module,
     graph: tp.DependencyGraph,
     ignored_layers: Sequence[nn.Module] = (),
+    *,
+    warn: bool = True,
 ) -> list[ChannelGroup]:
     """All prunable groups of ``model`` (full index sets), in module order of their keys.
 
     A group is left out when it would remove output channels of an ignored layer, when
     it has fewer than two channels, or when the graph cannot follow it safely (see
-    :func:`_unsafe`); the last case warns, naming the groups kept whole.
+    :func:`_unsafe`); the last case warns (with ``warn``), naming the groups kept whole.
     """
     order = {m: i for i, (_, m) in enumerate(model.named_modules())}
     names = {m: n for n, m in model.named_modules()}
@@ -136,7 +138,7 @@ def channel_groups(
         groups.append(ChannelGroup(key, root_dep.target.module, root_dep.handler, int(channels), members))
 
     unsafe = _unsafe(groups, graph)
-    if unsafe:
+    if unsafe and warn:
         warnings.warn(
             "channel groups kept whole because the dependency graph cannot follow them "
             f"(e.g. channel padding in a shortcut): {', '.join(sorted(unsafe))}",

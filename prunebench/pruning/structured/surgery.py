@@ -77,7 +77,7 @@ class StructuredBaseline:
     ) -> StructuredBaseline:
         """Measure ``model`` as it is now; ``ignored_layers`` as given to :func:`prune_channels`."""
         graph = build_graph(model, example_input)
-        groups = channel_groups(model, graph, default_ignored(model, ignored_layers))
+        groups = channel_groups(model, graph, default_ignored(model, ignored_layers), warn=False)
         flops, _ = layer_flops(model, example_input)
         return cls({g.key: g.channels for g in groups}, layer_channels(model), count_params(model), float(flops))
 
@@ -251,7 +251,17 @@ def zero_channels(selection: ChannelSelection) -> None:
 class _Planner:
     """Scores once, then plans for any channel amount (the target search re-plans many times)."""
 
-    def __init__(self, model, groups, baseline, criterion, scope, max_layer_amount, round_to, ctx):
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[ChannelGroup],
+        baseline: StructuredBaseline,
+        criterion: str,
+        scope: str,
+        max_layer_amount: float,
+        round_to: int | None,
+        ctx: ChannelScoreContext,
+    ) -> None:
         self.crit = get_channel_criterion(criterion)
         self.scores = self.crit.fn(model, groups, ctx)
         self.states = _states(model, groups, baseline)
@@ -264,29 +274,49 @@ class _Planner:
         return plan_global(self.scores, self.states, channel_amount, normalize=self.crit.normalize, **kw)
 
 
-def _measure_plan(model, example_input, ignored, plan: Plan, target: str, baseline: StructuredBaseline) -> float:
+def _reduction(model: nn.Module, example_input: torch.Tensor, target: str, baseline: StructuredBaseline) -> float:
+    if target == "params":
+        return 1.0 - count_params(model) / baseline.params
+    return 1.0 - layer_flops(model, example_input)[0] / baseline.flops
+
+
+def _measure_plan(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    ignored: Sequence[nn.Module],
+    plan: Plan,
+    target: str,
+    baseline: StructuredBaseline,
+) -> float:
     """Reduction of ``target`` (vs baseline) that ``plan`` would reach, measured on a deep copy."""
     trial = copy.deepcopy(model)
     names = {m: n for n, m in model.named_modules()}
     trial_ignored = [trial.get_submodule(names[m]) for m in ignored if m in names]
     graph = build_graph(trial, example_input)
-    _apply(graph, channel_groups(trial, graph, trial_ignored), plan)
-    if target == "params":
-        return 1.0 - count_params(trial) / baseline.params
-    return 1.0 - layer_flops(trial, example_input)[0] / baseline.flops
+    _apply(graph, channel_groups(trial, graph, trial_ignored, warn=False), plan)
+    return _reduction(trial, example_input, target, baseline)
 
 
-def _search(planner: _Planner, model, example_input, ignored, target, amount, baseline) -> float:
+def _search(
+    planner: _Planner,
+    model: nn.Module,
+    example_input: torch.Tensor,
+    ignored: Sequence[nn.Module],
+    target: str,
+    amount: float,
+    baseline: StructuredBaseline,
+) -> float:
     """Channel amount whose plan reaches ``amount`` of ``target`` most closely (bisection)."""
     cache: dict[tuple, float] = {}
 
     def f(c: float) -> float:
         plan = planner.plan(c)
         sig = tuple(sorted((k, tuple(v)) for k, v in plan.items() if v))
-        if sig not in cache:
-            cache[sig] = _measure_plan(model, example_input, ignored, plan, target, baseline) if sig else (
-                1.0 - (count_params(model) / baseline.params if target == "params"
-                       else layer_flops(model, example_input)[0] / baseline.flops)
+        if sig not in cache:  # an empty plan is the model as it is
+            cache[sig] = (
+                _measure_plan(model, example_input, ignored, plan, target, baseline)
+                if sig
+                else _reduction(model, example_input, target, baseline)
             )
         return cache[sig]
 
