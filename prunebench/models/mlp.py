@@ -1,0 +1,40 @@
+"""Fully connected networks: ``mlp`` (any widths) and ``lenet_300_100`` (LeCun et al. 1998)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from prunebench.models.base import check_widths, register_model
+
+
+class MLP(nn.Module):
+    """Flatten → (Linear → ReLU) per hidden width → Linear classifier."""
+
+    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        layers: list[nn.Module] = []
+        d = in_features
+        for w in widths:
+            layers += [nn.Linear(d, w), nn.ReLU()]
+            d = w
+        self.hidden = nn.Sequential(*layers)
+        self.classifier = nn.Linear(d, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.hidden(self.flatten(x)))
+
+
+@register_model("mlp")
+def mlp(input_shape: tuple[int, ...], num_classes: int, *, widths: Sequence[int] = (100, 100)) -> nn.Module:
+    """MLP on the flattened input with ReLU hidden layers of the given ``widths``."""
+    return MLP(math.prod(input_shape), check_widths("widths", widths), num_classes)
+
+
+@register_model("lenet_300_100")
+def lenet_300_100(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """LeNet-300-100: flatten → 300 → 100 → classes, the classic MNIST pruning baseline."""
+    return MLP(math.prod(input_shape), [300, 100], num_classes)
