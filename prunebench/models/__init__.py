@@ -24,9 +24,18 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.models import cnn1d, convnets, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
-from prunebench.models.base import MODELS, Accepts, accepts, as_shape, register_model
+from prunebench.models.base import MODELS, Accepts, accepted_inputs, as_shape, register_model
 
-__all__ = ["MODELS", "Accepts", "build_model", "list_models", "model_fits", "model_kwargs", "register_model"]
+__all__ = [
+    "MODELS",
+    "Accepts",
+    "accepted_inputs",
+    "build_model",
+    "list_models",
+    "model_fits",
+    "model_kwargs",
+    "register_model",
+]
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -36,7 +45,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def model_fits(name: str, input_shape: Sequence[int]) -> bool:
     """Whether model ``name`` accepts inputs of ``input_shape`` (batch dimension excluded)."""
-    return accepts(name).fits(input_shape)
+    return accepted_inputs(name).fits(input_shape)
 
 
 def model_kwargs(name: str) -> dict[str, Any]:
@@ -58,7 +67,7 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
         if key not in accepted:
             valid = ", ".join(sorted(accepted)) or "none"
             raise ConfigError(f"model.{key} is not a parameter of model={name!r}; accepted: {valid}")
-    spec = accepts(name)
+    spec = accepted_inputs(name)
     shape = as_shape(input_shape)
     if shape is None or not spec.fits(shape):
         raise ConfigError(f"model={name!r} needs {spec.describe()}; got input_shape={tuple(input_shape)}")

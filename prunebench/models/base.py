@@ -40,6 +40,7 @@ class Accepts:
     min_size: int = 1
 
     def describe(self) -> str:
+        """What the model needs, in words, for error messages."""
         if self.kind == "any":
             return "a non-empty input shape of positive sizes"
         if self.kind == "sequence":
@@ -47,6 +48,7 @@ class Accepts:
         return f"image input (C, H, W) of at least {self.min_size}x{self.min_size}"
 
     def fits(self, input_shape: Sequence[int]) -> bool:
+        """Whether inputs of ``input_shape`` (batch dimension excluded) are accepted."""
         shape = as_shape(input_shape)
         if shape is None:
             return False
@@ -71,7 +73,7 @@ def register_model(name: str, *, accepts: Accepts = Accepts("any")) -> Callable[
     return deco
 
 
-def accepts(name: str) -> Accepts:
+def accepted_inputs(name: str) -> Accepts:
     """The input shapes model ``name`` accepts (ConfigError for unknown names)."""
     MODELS.get(name)
     return _ACCEPTS[name]
