@@ -1,0 +1,122 @@
+"""CIFAR-10: ``(3, 32, 32)`` colour images, 10 classes, with optional batch augmentation.
+
+The python-version batches (``<root>/cifar-10-batches-py/``) are read directly: the
+same unpickling torchvision does, without its MD5 check, so a test can write a tiny
+stand-in. torchvision's ``CIFAR10(root, download=True)`` fetches them when missing and
+``download=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from prunebench.data.base import BatchTransform, TensorDataModule, check_bool
+from prunebench.errors import CorruptFileError, DataNotFoundError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+
+
+def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``.
+
+    Vectorised: one gather for the whole batch, no per-sample Python loop. Random offsets
+    and flips come from ``gen`` (reproducible for a given seed and device). The zero
+    padding is the mean pixel, as inputs are already standardised.
+    """
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dev = gen.device  # the loader's generator lives on the data's device: no host→device copies
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
+    flip = (torch.rand(b, 1, generator=gen, device=dev) < 0.5).to(x.device)
+    rows = dy + torch.arange(h, device=x.device)  # (B, H)
+    cols = torch.arange(w, device=x.device)
+    cols = dx + torch.where(flip, cols.flip(0), cols)  # (B, W): a flip is a reversed column order
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="latin1")
+        data = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d["labels"] if "labels" in d else d["fine_labels"], dtype=np.int64)
+    except Exception as exc:  # unpickling garbage can raise nearly anything
+        raise CorruptFileError(f"{path} is not a CIFAR-10 batch file ({type(exc).__name__}: {exc}); "
+                               "delete it and download again") from exc
+    if len(data) != len(labels) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise CorruptFileError(f"{path} holds {len(data)} images, {len(labels)} labels in "
+                               f"{labels.min() if labels.size else '-'}..{labels.max() if labels.size else '-'}")
+    return data, labels
+
+
+class CIFAR10(TensorDataModule):
+    """CIFAR-10: ``(3, 32, 32)``, 10 classes, 50000 train (minus ``val_size``) / 10000 test.
+
+    ``augment=true`` applies a random crop (pad 4) and horizontal flip to training batches
+    only; validation, test and calibration batches are never augmented.
+    """
+
+    name = "cifar10"
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        root: str | os.PathLike[str] | None = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        download: bool = False,
+        drop_last: bool = False,
+        augment: bool = False,
+    ) -> None:
+        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+        self.augment = check_bool("augment", augment)
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+    def missing(self) -> list[str]:
+        return [n for n in TRAIN_FILES + TEST_FILES if not (self.root / FOLDER / n).is_file()]
+
+    def prepare_data(self) -> None:
+        """Download missing files when ``download=true``; otherwise fail clearly if absent."""
+        if self.missing() and self.download:
+            import torchvision
+
+            for train in (True, False):
+                torchvision.datasets.CIFAR10(str(self.root), train=train, download=True)
+        missing = self.missing()
+        if missing:
+            raise DataNotFoundError(
+                f"data={self.name!r}: CIFAR-10 files not found under root {str(self.root)!r}: expected "
+                f"{', '.join(missing)} in {self.root / FOLDER}. Set data.root=... to a folder holding "
+                f"{FOLDER}/..., or pass data.download=true"
+            )
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self.prepare_data()
+        out: list[Tensor] = []
+        for files in (TRAIN_FILES, TEST_FILES):
+            parts = [_read_batch(self.root / FOLDER / n) for n in files]
+            x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)
+            out += [x, torch.from_numpy(np.concatenate([p[1] for p in parts]))]
+        return out[0], out[1], out[2], out[3]
+
+    def train_transform(self) -> BatchTransform | None:
+        return random_crop_flip if self.augment else None
