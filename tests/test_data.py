@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import random
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunebench.data import DATASETS, TensorLoader, build_datamodule, list_datasets
+from prunebench.data import DATASETS, TensorDataModule, TensorLoader, build_datamodule, list_datasets
 from prunebench.data import mnist1d as mnist1d_mod
 from prunebench.data.cifar import random_crop_flip
 from prunebench.errors import ConfigError, CorruptFileError, DataNotFoundError
@@ -48,14 +47,14 @@ def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 50, n_test: in
     return arrays
 
 
-def ready(name: str, **kwargs) -> object:
+def ready(name: str, **kwargs) -> TensorDataModule:
     dm = build_datamodule(name, **kwargs)
     dm.prepare_data()
     dm.setup("fit")
     return dm
 
 
-def synthetic(**kwargs) -> object:
+def synthetic(**kwargs) -> TensorDataModule:
     opts = dict(input_shape=[8], n_train=64, n_test=16, val_size=16, batch_size=8)
     return ready("synthetic", **{**opts, **kwargs})
 
@@ -90,7 +89,7 @@ def test_bad_kwargs_name_the_key(kwargs: dict, pattern: str) -> None:
         build_datamodule("mnist", **kwargs)
 
 
-def test_val_size_larger_than_training_set(tmp_path: Path) -> None:
+def test_val_size_larger_than_training_set() -> None:
     with pytest.raises(ConfigError, match=r"data\.val_size=64 leaves no training data"):
         synthetic(val_size=64)
 
@@ -182,7 +181,7 @@ def test_real_mnist_from_shared_copy() -> None:
 # ---- MNIST-1D --------------------------------------------------------------------------------
 
 
-def test_mnist1d_generates_once_and_leaves_global_rngs_alone(tmp_path: Path, monkeypatch) -> None:
+def test_mnist1d_generates_once_and_leaves_global_rngs_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     np.random.seed(123)
     random.seed(123)
     np_state, py_state = np.random.get_state(), random.getstate()
@@ -247,7 +246,7 @@ def test_tensor_loader_epochs() -> None:
 
 
 def test_training_loader_uses_seed_and_drop_last() -> None:
-    def first_epoch(dm) -> list[int]:
+    def first_epoch(dm: TensorDataModule) -> list[int]:
         return torch.cat([y for _, y in dm.train_dataloader()]).tolist()
 
     a, b = synthetic(seed=0, drop_last=True, batch_size=10), synthetic(seed=1, drop_last=True, batch_size=10)

@@ -334,8 +334,9 @@ class TensorDataModule(pl.LightningDataModule):
         augmentation. Returns fewer than ``n`` batches when the split runs out.
         """
         self._require_setup()
-        n = check_int("calibration_batches", n, low=0)
-        bs = self.batch_size if batch_size is None else check_int("calibration_batch_size", batch_size, low=1)
+        if n < 0 or (batch_size is not None and batch_size < 1):
+            raise ValueError(f"calibration_batches needs n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+        bs = self.batch_size if batch_size is None else int(batch_size)
         perm = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(
             mix_seed(self.seed, "calibration")))
         perm = perm[: n * bs].to(self.device)
