@@ -75,9 +75,12 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = _log, on_level: Any = Non
         except ConfigError:
             raise
         except Exception as exc:  # a failing run is recorded; a sweep goes on
-            r._record_failure("failed", f"{type(exc).__name__}: {exc}")
+            # Sweeps (issue 6): a LevelHook may stop a run on purpose; its exception names the
+            # status to record (prunebench.sweep.trial.LevelPruned → "pruned").
+            status = str(getattr(exc, "run_status", "failed"))
+            r._record_failure(status, f"{type(exc).__name__}: {exc}")
             (r.path / "error.txt").write_text(traceback.format_exc())
-            log(f"run {spec.run_id} failed: {exc}")
+            log(f"run {spec.run_id} {status}: {exc}")
     return outcomes
 
 
@@ -91,9 +94,19 @@ def write_report(root: str) -> None:
     _log(f"report: {out}")
 
 
-def run_config(cfg: DictConfig) -> float | None:
-    """Run what ``cfg`` describes (one run or a study); return the objective for sweepers."""
+def run_config(cfg: DictConfig) -> float | dict[str, float] | None:
+    """Run what ``cfg`` describes (one run or a study); return the objective for sweepers.
+
+    A trial of an Optuna sweep (``cfg.optuna`` set by the sweeper) returns the final
+    level's validation metrics by name and tells its study the outcome itself.
+    """
     from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("optuna"):
+        # Sweeps (issue 6): report levels to the trial, honour its pruner, tell the study.
+        from prunebench.sweep.trial import run_trial
+
+        return run_trial(cfg, lambda: [from_config(_plain(cfg))], execute_specs)
 
     try:
         hc = HydraConfig.get()
@@ -120,7 +133,7 @@ def run_config(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | dict[str, float] | None:
     try:
         return run_config(cfg)
     except ConfigError as exc:

@@ -1,0 +1,106 @@
+"""What the Hydra sweeper plugins do (hydra_plugins/prunebench_sweepers keeps only the classes).
+
+* :func:`optuna_sweep` — ``sweep=optuna_*``: a persistent Optuna study (see driver.py).
+* :func:`grid_sweep` — ``sweep=grid_*``: Hydra's cartesian product, but every job's config
+  is validated before the first one trains, a failing job does not end the sweep, runs
+  finished before are counted up front (and skipped), and the report is written at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from prunebench.errors import ConfigError
+from prunebench.results.store import DONE, run_dir
+from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher
+
+
+def _report(config: DictConfig) -> None:
+    if not config.get("report", True):
+        return
+    from prunebench.cli import write_report
+
+    try:
+        write_report(str(config.paths.root))
+    except Exception as exc:  # noqa: BLE001 - a figure failing must not fail a finished sweep
+        log(f"report failed: {type(exc).__name__}: {exc}")
+
+
+def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arguments: list[str]) -> Any:
+    """Validate, then run the Optuna study of ``config.sweep`` until it holds ``n_trials`` trials."""
+    from prunebench.sweep.driver import StudyDriver, preflight
+    from prunebench.sweep.settings import SweepSettings
+    from prunebench.sweep.space import parse_space
+
+    with clean_errors():
+        sweep = config.get("sweep")
+        settings = SweepSettings.from_config(
+            OmegaConf.to_container(sweep, resolve=True) if sweep is not None else None, config.paths.root)
+        space = parse_space(settings.params, arguments)
+        if not space.params:
+            raise ConfigError("the search space is empty: give sweep.params or command-line sweeps such as "
+                              "'retrain.lr=tag(log,interval(1e-4,1e-2))'")
+        n = preflight(settings, space, lambda ov: compose_spec(hydra_context.config_loader, config, ov)[1])
+        log(f"search space ok ({n} corner config(s) validated): "
+            + "; ".join(f"{p.name}={p.expression}" for p in space.params))
+        launcher = make_launcher(hydra_context, task_function, config, settings.n_jobs)
+        Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        driver = StudyDriver(settings, space, lambda batch, idx: launcher.launch(batch, initial_job_idx=idx), log)
+        driver.open_study()
+    summary = driver.run()
+    _report(config)
+    return summary
+
+
+def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
+    """Hydra's grid (``hydra.sweeper.params`` × command-line sweeps), fault-tolerant and preflighted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config: DictConfig = sweeper.config
+    loader = sweeper.hydra_context.config_loader
+    with clean_errors():
+        parser = OverridesParser.create(config_loader=loader)
+        lines = [f"{k}={v}" for k, v in (sweeper.params or {}).items()] + list(arguments)
+        overrides = parser.parse_overrides(lines)
+        batches = sweeper.split_arguments(overrides, sweeper.max_batch_size)
+        jobs = [job for batch in batches for job in batch]
+        # Preflight: every job's config must compose and validate before anything trains.
+        errors, run_ids, done = [], [], 0
+        for job in jobs:
+            try:
+                cfg, spec = compose_spec(loader, config, job)
+            except ConfigError as exc:
+                errors.append(f"[{' '.join(job)}] {exc}")
+                continue
+            if cfg.get("study"):
+                continue  # an in-process study expands into its own runs inside the job
+            run_ids.append(spec.run_id)
+            done += (run_dir(spec.root, spec.run_id) / DONE).exists()
+        if errors:
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise ConfigError(f"{len(errors)} of {len(jobs)} grid job(s) are invalid, nothing was run: "
+                              + "; ".join(errors[:3]) + more)
+        distinct = len(set(run_ids))
+        log(f"grid: {len(jobs)} job(s), {distinct} distinct run(s), {done} finished before (skipped)")
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    returns: list[Any] = []
+    failed: list[str] = []
+    idx = 0
+    for batch in batches:
+        results = sweeper.launcher.launch(batch, initial_job_idx=idx)
+        idx += len(batch)
+        returns.append(results)
+        for job, r in zip(batch, results):
+            err = job_error(r)
+            if err:  # recorded and reported; the other jobs go on
+                failed.append(f"[{' '.join(job)}] {err}")
+    log(f"grid: {len(jobs)} job(s) finished, {len(failed)} failed" + ("".join(f"\n  {f}" for f in failed)))
+    _report(config)
+    return returns
+
+

@@ -1,0 +1,272 @@
+"""The ``sweep:`` config node of an Optuna sweep, typed and validated.
+
+Public keys (the contract of ``sweep=optuna_*`` presets): ``sweep.n_trials``,
+``sweep.n_jobs``, ``sweep.storage``, ``sweep.study_name``; plus ``objectives``,
+``directions``, ``params`` (the search space, see :mod:`prunebench.sweep.space`),
+``sampler``, ``pruner``, ``seed`` and the fault-tolerance knobs ``max_retry``,
+``heartbeat_interval``, ``grace_period``, ``max_failures``.
+
+``n_trials`` is a TOTAL for the study, not "n more": a launch runs trials until the study
+holds ``n_trials`` trials that did not fail (complete or pruned). Launching again with
+the same value only finishes what an interrupted launch left; with a larger value it
+runs the difference. Every worker sharing the study counts towards the same total.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunebench.errors import ConfigError, unknown_name
+from prunebench.results import schema
+
+#: Validation/cost columns of the results table that may be objectives, with the direction
+#: that is "better". Test columns (test_acc, test_loss, acc_pruned) are never objectives:
+#: selection uses validation only.
+OBJECTIVES: dict[str, str] = {
+    "val_acc": "maximize",
+    "val_loss": "minimize",
+    "acc_pruned_val": "maximize",
+    "sparsity": "maximize",
+    "compression": "maximize",
+    "params": "minimize",
+    "params_nonzero": "minimize",
+    "prunable_nonzero": "minimize",
+    "flops": "minimize",
+    "speedup_theoretical": "maximize",
+    "latency_ms": "minimize",
+    "latency_ms_large": "minimize",
+    "speedup_measured": "maximize",
+    "train_seconds": "minimize",
+}
+TEST_COLUMNS = ("test_acc", "test_loss", "acc_pruned")
+LATENCY_COLUMNS = ("latency_ms", "latency_ms_large", "speedup_measured")
+SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
+PRUNERS = ("none", "median", "hyperband", "percentile")
+DEFAULT_DB = "studies/optuna.db"
+
+
+def default_storage(root: str | os.PathLike[str]) -> str:
+    """``sqlite:///<abs root>/studies/optuna.db``: one file for every study under a root."""
+    return f"sqlite:///{(Path(root) / DEFAULT_DB).resolve()}"
+
+
+def _int(node: Mapping[str, Any], key: str, low: int, default: Any = None, allow_none: bool = False) -> Any:
+    value = node.get(key, default)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"sweep.{key}={value!r}: expected an integer >= {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What an Optuna sweep (and each of its trials) needs to know."""
+
+    study_name: str
+    storage: str
+    n_trials: int
+    n_jobs: int = 1
+    objectives: tuple[str, ...] = ("val_acc",)
+    directions: tuple[str, ...] = ("maximize",)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sampler: str = "auto"
+    sampler_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    pruner: str = "none"
+    pruner_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    max_retry: int = 1
+    heartbeat_interval: int = 30
+    grace_period: int | None = None
+    max_failures: int | None = None
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def report_metric(self) -> str | None:
+        """The metric reported per level (single objective only: Optuna prunes only those)."""
+        return None if self.multi_objective else self.objectives[0]
+
+    @property
+    def sampler_name(self) -> str:
+        if self.sampler != "auto":
+            return self.sampler
+        return "nsga2" if self.multi_objective else "tpe"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.storage.startswith("sqlite")
+
+    @classmethod
+    def from_config(cls, sweep: Mapping[str, Any] | None, root: str | os.PathLike[str]) -> SweepSettings:
+        """Validate the ``sweep`` node (plain containers); ConfigError names the bad key."""
+        if not sweep:
+            raise ConfigError("no sweep settings: select a preset such as sweep=optuna_pareto or sweep=optuna_accuracy")
+        s = dict(sweep)
+        name = s.get("study_name")
+        if not name or not isinstance(name, str):
+            raise ConfigError(f"sweep.study_name={name!r}: give the study a name")
+        if not re.fullmatch(r"[\w.\-]+", name):
+            raise ConfigError(f"sweep.study_name={name!r}: use letters, digits, '.', '-' and '_' only")
+        storage = s.get("storage") or default_storage(root)
+        if "://" not in str(storage):
+            raise ConfigError(f"sweep.storage={storage!r}: expected a database URL such as "
+                              f"sqlite:///path/optuna.db or postgresql://user@host/db")
+        objectives = s.get("objectives") or ["val_acc"]
+        if isinstance(objectives, str):
+            objectives = [objectives]
+        objectives = tuple(str(o) for o in objectives)
+        for o in objectives:
+            check_objective(o)
+        if len(set(objectives)) != len(objectives):
+            raise ConfigError(f"sweep.objectives={list(objectives)}: repeated objective")
+        directions = s.get("directions")
+        if directions is None:
+            directions = tuple(OBJECTIVES[o] for o in objectives)
+        else:
+            directions = tuple([directions] if isinstance(directions, str) else directions)
+            if len(directions) != len(objectives):
+                raise ConfigError(f"sweep.directions={list(directions)} must give one direction per objective "
+                                  f"{list(objectives)} (or be null for the natural ones)")
+            for d in directions:
+                if d not in ("maximize", "minimize"):
+                    raise ConfigError(f"sweep.directions: {d!r} is not 'maximize' or 'minimize'")
+        sampler = str(s.get("sampler") or "auto")
+        if sampler not in SAMPLERS:
+            raise unknown_name("sweep.sampler", sampler, SAMPLERS)
+        pruner = str(s.get("pruner") or "none")
+        if pruner not in PRUNERS:
+            raise unknown_name("sweep.pruner", pruner, PRUNERS)
+        if pruner != "none" and len(objectives) > 1:
+            raise ConfigError(f"sweep.pruner={pruner!r} needs a single objective: Optuna cannot prune "
+                              f"multi-objective trials (objectives {list(objectives)}); set sweep.pruner=null")
+        seed = s.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigError(f"sweep.seed={seed!r}: expected an integer or null")
+        out = cls(
+            study_name=name,
+            storage=str(storage),
+            n_trials=_int(s, "n_trials", 1),
+            n_jobs=_int(s, "n_jobs", 1, 1),
+            objectives=objectives,
+            directions=directions,
+            params=dict(s.get("params") or {}),
+            sampler=sampler,
+            sampler_kwargs=dict(s.get("sampler_kwargs") or {}),
+            pruner=pruner,
+            pruner_kwargs=dict(s.get("pruner_kwargs") or {}),
+            seed=seed,
+            max_retry=_int(s, "max_retry", 0, 1),
+            heartbeat_interval=_int(s, "heartbeat_interval", 1, 30),
+            grace_period=_int(s, "grace_period", 1, None, allow_none=True),
+            max_failures=_int(s, "max_failures", 1, None, allow_none=True),
+        )
+        if out.grace_period is not None and out.grace_period <= out.heartbeat_interval:
+            raise ConfigError(f"sweep.grace_period={out.grace_period} must exceed "
+                              f"sweep.heartbeat_interval={out.heartbeat_interval}")
+        known = {f for f in cls.__dataclass_fields__} | {"n_trials"}
+        extra = sorted(set(s) - known)
+        if extra:
+            raise ConfigError(f"unknown sweep key(s) {extra}; valid: {', '.join(sorted(known))}")
+        return out
+
+    # ---- Optuna objects ---------------------------------------------------------------
+    def make_storage(self, stale_retry: bool = True) -> Any:
+        """An RDBStorage with heartbeats; stale trials are retried up to ``max_retry`` times."""
+        import warnings
+
+        import optuna
+
+        if self.is_sqlite:
+            path = self.storage.split("sqlite:///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Several processes write one SQLite file: wait for the lock instead of failing.
+            engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
+        else:
+            engine_kwargs = {"pool_pre_ping": True}
+        callback = None
+        if stale_retry and self.max_retry > 0:
+            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=self.heartbeat_interval,
+                    grace_period=self.grace_period, heartbeat_stale_trial_callback=callback)
+            except ImportError as exc:
+                raise ConfigError(f"sweep.storage={redact(self.storage)}: database driver missing ({exc}); "
+                                  f"e.g. pip install psycopg2-binary for postgresql://") from None
+            except Exception as exc:  # unreachable server, bad credentials, bad URL
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"sweep.storage={redact(self.storage)}: cannot open ({first})") from None
+
+    def make_sampler(self, space: Any = None, offset: int = 0) -> Any:
+        """The sampler; a set seed is shifted by ``offset`` so a relaunch draws new points."""
+        import optuna
+
+        seed = None if self.seed is None else self.seed + offset
+        kw = dict(self.sampler_kwargs)
+        name = self.sampler_name
+        try:
+            if name == "tpe":
+                return optuna.samplers.TPESampler(seed=seed, **kw)
+            if name == "nsga2":
+                return optuna.samplers.NSGAIISampler(seed=seed, **kw)
+            if name == "random":
+                return optuna.samplers.RandomSampler(seed=seed, **kw)
+            if name == "grid":
+                if space is None:
+                    raise ConfigError("sweep.sampler=grid needs the search space")
+                return optuna.samplers.GridSampler(space.grid(), seed=seed, **kw)
+        except TypeError as exc:
+            raise ConfigError(f"sweep.sampler_kwargs={kw}: {exc}") from None
+        raise unknown_name("sweep.sampler", name, SAMPLERS)
+
+    def make_pruner(self) -> Any:
+        import optuna
+
+        kw = dict(self.pruner_kwargs)
+        try:
+            if self.pruner == "median":
+                return optuna.pruners.MedianPruner(**{"n_startup_trials": 4, "n_warmup_steps": 1, **kw})
+            if self.pruner == "percentile":
+                return optuna.pruners.PercentilePruner(**{"percentile": 25.0, "n_startup_trials": 4,
+                                                          "n_warmup_steps": 1, **kw})
+            if self.pruner == "hyperband":
+                return optuna.pruners.HyperbandPruner(**{"min_resource": 1, **kw})
+        except TypeError as exc:
+            raise ConfigError(f"sweep.pruner_kwargs={kw}: {exc}") from None
+        return optuna.pruners.NopPruner()
+
+
+def check_objective(name: str) -> None:
+    """Raise ConfigError unless ``name`` is a validation/cost column of the results table."""
+    if name in TEST_COLUMNS:
+        raise ConfigError(f"sweep.objectives: {name!r} is a test metric; objectives are validation metrics "
+                          f"(selection never looks at the test set). Valid: {', '.join(OBJECTIVES)}")
+    if name not in OBJECTIVES:
+        kind = "not an objective" if name in schema.COLUMNS else "not a results column"
+        raise ConfigError(f"sweep.objectives: {name!r} is {kind}; valid: {', '.join(OBJECTIVES)}")
+
+
+def finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def redact(url: str) -> str:
+    """A storage URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
