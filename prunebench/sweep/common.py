@@ -31,7 +31,12 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
 
 def _hydra_message(exc: BaseException) -> str:
     """Hydra's composition errors span several lines; keep them readable on one."""
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = str(exc).split("Config search path:")[0]
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    cause = exc.__cause__
+    if cause is not None and "not in struct" in str(cause):
+        # "Could not override 'schedule.foo'" alone does not say why: the key does not exist.
+        lines.append(str(cause).strip().splitlines()[0] + " (no such key in the config)")
     return " ".join(lines)[:600] or type(exc).__name__
 
 

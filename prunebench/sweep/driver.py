@@ -260,8 +260,8 @@ def preflight(settings: SweepSettings, space: SearchSpace, validate: Callable[[l
     ``validate(overrides)`` composes one trial's config and returns its RunSpec (raising
     ConfigError for unknown keys, unknown options or bad values).
     """
-    if settings.sampler_name == "grid":
-        space.grid()
+    settings.make_sampler(space)  # bad sampler/pruner kwargs or a continuous grid fail here
+    settings.make_pruner()
     corners = space.corners()
     for corner in corners:
         overrides = space.overrides(corner)

@@ -68,7 +68,7 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         batches = sweeper.split_arguments(overrides, sweeper.max_batch_size)
         jobs = [job for batch in batches for job in batch]
         # Preflight: every job's config must compose and validate before anything trains.
-        errors, run_ids, done = [], [], 0
+        errors, run_ids, todo = [], [], []
         for job in jobs:
             try:
                 cfg, spec = compose_spec(loader, config, job)
@@ -76,30 +76,35 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 errors.append(f"[{' '.join(job)}] {exc}")
                 continue
             if cfg.get("study"):
-                continue  # an in-process study expands into its own runs inside the job
+                todo.append(job)  # an in-process study expands into its runs inside the job
+                continue
+            # Jobs that differ only in keys outside the run's identity are one run: launch it once.
+            if spec.run_id not in run_ids and not (run_dir(spec.root, spec.run_id) / DONE).exists():
+                todo.append(job)
             run_ids.append(spec.run_id)
-            done += (run_dir(spec.root, spec.run_id) / DONE).exists()
         if errors:
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise ConfigError(f"{len(errors)} of {len(jobs)} grid job(s) are invalid, nothing was run: "
                               + "; ".join(errors[:3]) + more)
-        distinct = len(set(run_ids))
-        log(f"grid: {len(jobs)} job(s), {distinct} distinct run(s), {done} finished before (skipped)")
+        # Runs are content-addressed: a finished one is not even launched (no process, no
+        # cluster job); an interrupted one is launched and resumes from its last level.
+        log(f"grid: {len(jobs)} job(s), {len(set(run_ids))} distinct run(s), "
+            f"{len(jobs) - len(todo)} finished before or duplicate (not launched), {len(todo)} to run")
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    size = sweeper.max_batch_size or max(len(todo), 1)
     returns: list[Any] = []
     failed: list[str] = []
-    idx = 0
-    for batch in batches:
-        results = sweeper.launcher.launch(batch, initial_job_idx=idx)
-        idx += len(batch)
+    for start in range(0, len(todo), size):
+        batch = todo[start:start + size]
+        results = sweeper.launcher.launch(batch, initial_job_idx=start)
         returns.append(results)
         for job, r in zip(batch, results):
             err = job_error(r)
             if err:  # recorded and reported; the other jobs go on
                 failed.append(f"[{' '.join(job)}] {err}")
-    log(f"grid: {len(jobs)} job(s) finished, {len(failed)} failed" + ("".join(f"\n  {f}" for f in failed)))
+    log(f"grid: {len(todo)} job(s) run, {len(failed)} failed" + ("".join(f"\n  {f}" for f in failed)))
     _report(config)
     return returns
 

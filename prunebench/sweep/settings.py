@@ -47,7 +47,7 @@ OBJECTIVES: dict[str, str] = {
 TEST_COLUMNS = ("test_acc", "test_loss", "acc_pruned")
 LATENCY_COLUMNS = ("latency_ms", "latency_ms_large", "speedup_measured")
 SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
-PRUNERS = ("none", "median", "hyperband", "percentile")
+PRUNERS = ("none", "median", "percentile", "hyperband", "threshold")
 DEFAULT_DB = "studies/optuna.db"
 
 
@@ -193,11 +193,11 @@ class SweepSettings:
             engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        callback = None
-        if stale_retry and self.max_retry > 0:
-            callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = None
+            if stale_retry and self.max_retry > 0:
+                callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
             try:
                 return optuna.storages.RDBStorage(
                     self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=self.heartbeat_interval,
@@ -229,6 +229,8 @@ class SweepSettings:
                 return optuna.samplers.GridSampler(space.grid(), seed=seed, **kw)
         except TypeError as exc:
             raise ConfigError(f"sweep.sampler_kwargs={kw}: {exc}") from None
+        except ValueError as exc:
+            raise ConfigError(f"sweep.sampler={name!r}: {exc}") from None
         raise unknown_name("sweep.sampler", name, SAMPLERS)
 
     def make_pruner(self) -> Any:
@@ -243,7 +245,9 @@ class SweepSettings:
                                                           "n_warmup_steps": 1, **kw})
             if self.pruner == "hyperband":
                 return optuna.pruners.HyperbandPruner(**{"min_resource": 1, **kw})
-        except TypeError as exc:
+            if self.pruner == "threshold":  # e.g. pruner_kwargs: {lower: 0.5}: stop below 50% val_acc
+                return optuna.pruners.ThresholdPruner(**{"n_warmup_steps": 1, **kw})
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"sweep.pruner_kwargs={kw}: {exc}") from None
         return optuna.pruners.NopPruner()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,8 +211,9 @@ def _to_distribution(key: str, override: Any, expression: str) -> BaseDistributi
 def parse_space(params: Mapping[str, Any] | None, arguments: Sequence[str] = ()) -> SearchSpace:
     """Parse ``sweep.params`` and command-line overrides into a :class:`SearchSpace`.
 
-    Command-line sweep overrides (``retrain.lr='interval(1e-4,1e-2)'``) add to or replace
-    the preset's parameters; plain command-line overrides are fixed for every trial.
+    Command-line sweep overrides (``retrain.lr='interval(1e-4,1e-2)'``, or the same as
+    ``sweep.params.retrain.lr=...``) add to or replace the preset's parameters; plain
+    command-line overrides are fixed for every trial and take a key out of the search.
     Raises ConfigError for a malformed expression or an empty range.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -243,22 +244,19 @@ def parse_space(params: Mapping[str, Any] | None, arguments: Sequence[str] = ())
         if ov.is_sweep_override():
             key = ov.get_key_element()
             expression = (ov.input_line or line).split("=", 1)[1]
+            if key.lstrip("+").startswith("sweep.params."):
+                # `sweep.params.retrain.lr=interval(...)` edits the preset's entry: the same
+                # parameter as `retrain.lr=interval(...)`.
+                key = key.lstrip("+")[len("sweep.params."):]
+                ov = parse_one(f"{key}={expression}", "command line")
+            elif key.lstrip("+").startswith("sweep."):
+                raise ConfigError(f"{line}: sweep settings cannot be swept; give one value")
             # A command-line sweep replaces the preset's entry for the same key.
             searched.pop(ov.key_or_group, None)
             searched[ov.key_or_group] = Param(key, _to_distribution(key, ov, expression), expression)
         else:
             fixed.append(ov.input_line or line)
-    clash = [p.name for p in searched.values() if any(f.lstrip("+~").split("=", 1)[0] == p.name for f in fixed)]
-    if clash:
-        raise ConfigError(f"{', '.join(clash)}: both searched and fixed; drop one of them")
-    return SearchSpace(tuple(searched.values()), tuple(fixed))
+    # A value fixed on the command line wins over the preset's search for that key.
+    fixed_keys = {f.lstrip("+~").split("=", 1)[0] for f in fixed}
+    return SearchSpace(tuple(p for p in searched.values() if p.name not in fixed_keys), tuple(fixed))
 
-
-def describe(space: SearchSpace) -> list[str]:
-    """One line per parameter, for logs."""
-    return [f"{p.name}: {p.expression}" for p in space.params]
-
-
-def unique_keys(lines: Iterable[str]) -> list[str]:
-    """Keys of override lines, for messages."""
-    return [line.lstrip("+~").split("=", 1)[0] for line in lines]
