@@ -122,7 +122,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "tv_resnet18": (lambda: torchvision.models.resnet18(num_classes=10), SMALL_IMAGENET),
     "tv_mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(num_classes=10), SMALL_IMAGENET),
 }
-FAST = ["concat", "depthwise", "vgg11_bn", "resnet20", "tv_resnet18", "tv_mobilenet_v2"]
+FAST = ["concat", "depthwise", "vgg11_bn", "resnet20", "resnet56", "tv_resnet18", "tv_mobilenet_v2"]
 
 
 @torch.no_grad()
@@ -205,11 +205,6 @@ def test_prune_shrinks_keeps_output_shape_and_trains(name: str) -> None:
     assert math.isfinite(train_step(model, x))
 
 
-@pytest.mark.slow
-def test_resnet56_prunes_and_trains() -> None:
-    test_prune_shrinks_keeps_output_shape_and_trains("resnet56")
-
-
 def test_hand_models_param_formula() -> None:
     """Independent check: the concat model's parameter count from its four widths."""
     model, x = build("concat")
@@ -267,7 +262,7 @@ def test_l1_removes_exactly_the_zeroed_channels(name: str) -> None:
 # ---------------------------------------------------------------- save / load
 
 
-@pytest.mark.parametrize("name", ["concat", "depthwise", "vgg11_bn", "resnet20", "tv_resnet18", "tv_mobilenet_v2"])
+@pytest.mark.parametrize("name", FAST)
 def test_save_load_roundtrip(name: str, tmp_path) -> None:
     model, x = build(name)
     prune_channels(model, x, amount=0.4, scope="global", criterion="l2", round_to=4)
