@@ -153,8 +153,14 @@ class StudyDriver:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             optuna.storages.fail_stale_trials(study)
-            counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+            trials = study.get_trials(deepcopy=False)
+            counts = Counter(t.state for t in trials)
             held = sum(counts[st] for st in (*FINISHED_OK, TrialState.RUNNING, TrialState.WAITING))
+            if self.s.sampler_name == "grid":
+                # A grid point is tried once: a failed one (not queued for retry) is done too,
+                # else an exhausted grid would redraw it until max_failures.
+                retried = {t.system_attrs.get("failed_trial") for t in trials}
+                held += sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
             want = max(self.total - held, 0) + counts[TrialState.WAITING]
             asked = []
             for _ in range(min(self.s.n_jobs, want)):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,16 +199,23 @@ class SweepSettings:
             callback = None
             if stale_retry and self.max_retry > 0:
                 callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=self.max_retry)
-            try:
-                return optuna.storages.RDBStorage(
-                    self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=self.heartbeat_interval,
-                    grace_period=self.grace_period, heartbeat_stale_trial_callback=callback)
-            except ImportError as exc:
-                raise ConfigError(f"sweep.storage={redact(self.storage)}: database driver missing ({exc}); "
-                                  f"e.g. pip install psycopg2-binary for postgresql://") from None
-            except Exception as exc:  # unreachable server, bad credentials, bad URL
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(f"sweep.storage={redact(self.storage)}: cannot open ({first})") from None
+            for attempt in range(4):
+                try:
+                    return optuna.storages.RDBStorage(
+                        self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=self.heartbeat_interval,
+                        grace_period=self.grace_period, heartbeat_stale_trial_callback=callback)
+                except ImportError as exc:
+                    raise ConfigError(f"sweep.storage={redact(self.storage)}: database driver missing ({exc}); "
+                                      f"for postgresql:// pip install 'psycopg[binary]'") from None
+                except Exception as exc:  # unreachable server, bad credentials, bad URL
+                    # Workers that start together race to create Optuna's tables in a new
+                    # database ("duplicate key"): the loser finds them on the next attempt.
+                    if attempt < 3:
+                        time.sleep(0.5 + attempt)
+                        continue
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise ConfigError(f"sweep.storage={redact(self.storage)}: cannot open ({first})") from None
+        raise AssertionError("unreachable")
 
     def make_sampler(self, space: Any = None, offset: int = 0) -> Any:
         """The sampler; a set seed is shifted by ``offset`` so a relaunch draws new points."""
