@@ -50,11 +50,15 @@ def _log(msg: str) -> None:
 class TrialLink:
     """One running trial of a stored study, seen from the job that runs it."""
 
-    def __init__(self, settings: SweepSettings, study: optuna.Study, trial: optuna.Trial,
+    def __init__(self, settings: SweepSettings, storage: Any, study: optuna.Study, trial_id: int,
                  log: Callable[[str], None] = _log) -> None:
         self.settings = settings
+        self.storage = storage
         self.study = study
-        self.trial = trial
+        self.trial_id = trial_id
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.trial = optuna.trial.Trial(study, trial_id)
         self.log = log
         self.last_level = 0
         self._reported: set[int] = set()
@@ -73,19 +77,17 @@ class TrialLink:
             # constructing the Trial object cheap. The pruner must be the study's own.
             study = optuna.load_study(study_name=str(node["study_name"]), storage=storage,
                                       sampler=optuna.samplers.RandomSampler(), pruner=settings.make_pruner())
-            trial = optuna.trial.Trial(study, int(node["trial_id"]))
-        return cls(settings, study, trial, log)
+        return cls(settings, storage, study, int(node["trial_id"]), log)
 
     @property
     def running(self) -> bool:
-        return self.study._storage.get_trial(self.trial._trial_id).state == optuna.trial.TrialState.RUNNING
+        return self.storage.get_trial(self.trial_id).state == optuna.trial.TrialState.RUNNING
 
     @contextlib.contextmanager
     def heartbeat(self) -> Iterator[None]:
         """Record a heartbeat now and every ``heartbeat_interval`` seconds while the block runs."""
-        storage = self.study._storage
+        storage, trial_id = self.storage, self.trial_id
         stop = threading.Event()
-        trial_id = self.trial._trial_id
 
         def beat() -> None:
             while not stop.wait(self.settings.heartbeat_interval):
@@ -185,10 +187,11 @@ def run_trial(cfg: Any, build_specs: Callable[[], Sequence[RunSpec]],
     """
     from omegaconf import OmegaConf
 
-    node = OmegaConf.to_container(cfg.optuna, resolve=True) if not isinstance(cfg.optuna, Mapping) else cfg.optuna
-    sweep = cfg.get("sweep")
-    sweep = OmegaConf.to_container(sweep, resolve=True) if sweep is not None and not isinstance(sweep, dict) else sweep
-    settings = SweepSettings.from_config(sweep, cfg.paths.root)
+    def plain(node: Any) -> Any:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    node = plain(cfg.optuna)
+    settings = SweepSettings.from_config(plain(cfg.get("sweep")), cfg.paths.root)
     if node.get("storage"):
         settings = dataclasses.replace(settings, storage=str(node["storage"]))
     link = TrialLink.open(settings, node, log)
