@@ -43,7 +43,14 @@ def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arg
         if not space.params:
             raise ConfigError("the search space is empty: give sweep.params or command-line sweeps such as "
                               "'retrain.lr=tag(log,interval(1e-4,1e-2))'")
-        n = preflight(settings, space, lambda ov: compose_spec(hydra_context.config_loader, config, ov)[1])
+        def trial_spec(overrides: list[str]) -> Any:
+            cfg, spec = compose_spec(hydra_context.config_loader, config, overrides)
+            if cfg.get("study"):
+                raise ConfigError("a trial is one run, but this config is an in-process study "
+                                  "(experiment=... with study:); drop the experiment or set study=null")
+            return spec
+
+        n = preflight(settings, space, trial_spec)
         log(f"search space ok ({n} corner config(s) validated): "
             + "; ".join(f"{p.name}={p.expression}" for p in space.params))
         launcher = make_launcher(hydra_context, task_function, config, settings.n_jobs)
