@@ -67,12 +67,17 @@ def make_trainer(spec: TrainerSpec, *, epochs: int, max_steps: int | None = None
     return pl.Trainer(**kwargs)
 
 
-def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epochs: int, max_steps: int | None = None) -> FitResult:
-    """Train ``module`` for ``epochs`` on the data module's train split, selecting on val."""
+def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epochs: int, max_steps: int | None = None,
+        callbacks: list[pl.Callback] | None = None) -> FitResult:
+    """Train ``module`` for ``epochs`` on the data module's train split, selecting on val.
+
+    ``callbacks`` run inside the fit (in-training pruning: prunebench.engine.gradual).
+    """
     start = time.perf_counter()
     if epochs <= 0 and not max_steps:
         return FitResult(0, 0.0, float("nan"), [])
-    trainer = make_trainer(trainer_spec, epochs=epochs if epochs > 0 else 1, max_steps=max_steps)
+    trainer = make_trainer(trainer_spec, epochs=epochs if epochs > 0 else 1, max_steps=max_steps,
+                           callbacks=list(callbacks or []))
     trainer.fit(module, train_dataloaders=datamodule.train_dataloader(), val_dataloaders=datamodule.val_dataloader())
     module.net.to(device_of(trainer_spec))
     return FitResult(trainer.current_epoch, time.perf_counter() - start, module.best_val_acc, module.history)

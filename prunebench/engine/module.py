@@ -61,6 +61,7 @@ class Classifier(pl.LightningModule):
         self.best_state: dict[str, torch.Tensor] | None = None
         self._loss_sum: torch.Tensor | None = None
         self._steps = 0
+        self.optimizer_steps = 0  # over the whole fit (in-training pruning schedules count these)
         self._val_correct: torch.Tensor | None = None
         self._val_loss: torch.Tensor | None = None
         self._val_count = 0
@@ -89,6 +90,18 @@ class Classifier(pl.LightningModule):
         if grads:
             torch._foreach_mul_([g for g, _ in grads], [m for _, m in grads])
 
+    def set_mask(self, mask: Mask) -> None:
+        """Replace the enforced mask mid-fit (in-training pruning) and zero what it removes.
+
+        Selection restarts: a checkpoint from before the mask changed is less sparse than
+        the run claims, so only epochs validated under the newest mask may be restored.
+        """
+        self.mask = mask
+        self._bind_mask()
+        self.apply_mask()
+        self.best_val_acc = -math.inf
+        self.best_state = None
+
     def on_fit_start(self) -> None:
         self._bind_mask()
         self.apply_mask()
@@ -114,6 +127,13 @@ class Classifier(pl.LightningModule):
         self.mask_grads()
         opt.step()
         self.apply_mask()
+        self.optimizer_steps += 1
+        # Under manual optimization with the raw optimizer, Lightning's global_step stays 0,
+        # so Trainer(max_steps=...) would never stop: honour it here (rewinding replays
+        # exactly k dense steps through it).
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0 and self.optimizer_steps >= max_steps:
+            self.trainer.should_stop = True
         # Accumulate on device; checking finiteness every step would force a GPU sync.
         d = loss.detach()
         self._loss_sum = d if self._loss_sum is None else self._loss_sum + d
