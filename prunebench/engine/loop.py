@@ -85,14 +85,14 @@ class Run:
         if not targets:
             raise ConfigError(f"model={spec.model.name!r} has no prunable Conv/Linear weights with these pruning options")
         self.targets = [t.param_name for t in targets]
-        crit = get_criterion(spec.pruning.method)
         if spec.pruning.structure == "channel":
             from prunebench.engine.structured import check_channel_spec
 
             check_channel_spec(spec)
-        validate = getattr(crit, "validate", None)
-        if validate is not None:
-            validate(net, targets, spec)
+        else:
+            crit = get_criterion(spec.pruning.method)
+            if crit.validate is not None:
+                crit.validate(net, targets, spec, self._example_batch())
         # Existing artifacts must load: fail now, not after an hour of training.
         from prunebench.engine.dense import dense_dir
 
@@ -127,7 +127,7 @@ class Run:
             {"run_id": spec.run_id, "dense_id": spec.dense_id, "identity": spec.identity(),
              "label": spec.curve_label(), "describe": spec.describe(), "prunable": self.targets}, indent=2, default=str))
         rows = read_rows(self.path)
-        done_levels = set(int(v) for v in rows["level"].dropna()) if len(rows) else set()
+        done_levels = _ok_levels(rows)
         status = "ok"
         try:
             dense = train_dense(spec, self.dm, self.build_net, self.log)
@@ -140,8 +140,7 @@ class Run:
         return RunOutcome(spec.run_id, self.path, rows, False, status)
 
     def _record_failure(self, status: str, reason: str) -> None:
-        rows = read_rows(self.path)
-        done = set(int(v) for v in rows["level"].dropna()) if len(rows) else set()
+        done = _ok_levels(read_rows(self.path))
         levels = [0] + list(range(1, len(self.spec.schedule.levels()) + 1))
         pending = [k for k in levels if k not in done]
         if pending:
@@ -352,6 +351,14 @@ class Run:
         return (f"  [{self.spec.run_id}] level {k}/{n} sparsity {row['sparsity']:.3f} "
                 f"(target {row['target_sparsity']:.3f}): pruned acc {row['acc_pruned']:.3f} -> "
                 f"val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
+
+
+def _ok_levels(rows: pd.DataFrame) -> set[int]:
+    """Levels finished successfully (a failed level's row is redone on resume)."""
+    if not len(rows):
+        return set()
+    ok = rows[rows["status"].fillna("ok") == "ok"] if "status" in rows else rows
+    return set(int(v) for v in ok["level"].dropna())
 
 
 def run(spec: RunSpec, log: Logger = _stderr, on_level: LevelHook | None = None) -> RunOutcome:

@@ -71,7 +71,7 @@ OPTIONAL: dict[str, str] = {
 
 COLUMNS: dict[str, str] = {**REQUIRED, **OPTIONAL}
 
-STATUSES = ("ok", "failed", "diverged")
+STATUSES = ("ok", "failed", "diverged", "pruned")
 
 
 def coerce(df: pd.DataFrame) -> pd.DataFrame:
