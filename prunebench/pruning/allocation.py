@@ -1,13 +1,16 @@
 """Allocation: turn scores into a mask at a target sparsity.
 
 ``global`` ranks all prunable weights together (layers end up with different sparsities);
-``layer`` prunes every tensor to the same sparsity. Weights already pruned stay pruned
+``layer`` prunes every tensor to the same sparsity; ``erk`` (Erdős–Rényi-Kernel, Evci et
+al. 2020) gives each tensor a density proportional to ``sum(shape) / prod(shape)``, so
+small layers stay denser than large ones. Weights already pruned stay pruned
 (their score is forced to -inf), so masks never regrow and an iterative schedule removes
 a fraction of what remains.
 
 Counts are exact: global scope removes ``round(target * total)`` weights in all;
 layer scope removes ``round(target * numel)`` from each tensor, so the achieved sparsity
-is the target to within one weight per tensor. Ties are broken by position (stable sort)
+is the target to within one weight per tensor; erk keeps ``round((1 - target) * total)``
+weights in all, split by largest remainders. Ties are broken by position (stable sort)
 so the same scores always give the same mask.
 """
 
@@ -72,6 +75,52 @@ def allocate_layer(scores: Mapping[str, torch.Tensor], mask: Mask, target: float
         already = flat.numel() - int(mask[n].sum())
         n_prune = max(round(target * flat.numel()), already)
         out[n] = _prune_lowest(flat.cpu(), n_prune).view_as(mask[n]).to(mask[n].device)
+    return Mask(out)
+
+
+def erk_keep_counts(shapes: Mapping[str, torch.Size], alive: Mapping[str, int], keep_total: int) -> dict[str, int]:
+    """Weights to keep per tensor under ERK: ``keep_l ∝ sum(shape_l)`` capped at ``alive_l``.
+
+    ``density_l = ε · sum(shape_l) / prod(shape_l)``, so ``keep_l = ε · sum(shape_l)``;
+    tensors whose share would exceed what is still alive keep all of it and ε is solved
+    again for the rest (RigL's procedure). Real-valued shares are rounded by largest
+    remainder (ties by position), so the counts add up to ``keep_total`` exactly.
+    """
+    names = list(shapes)
+    weight = {n: float(sum(shapes[n])) for n in names}
+    capped: set[str] = set()
+    while True:
+        free = [n for n in names if n not in capped]
+        budget = keep_total - sum(alive[n] for n in capped)
+        denom = sum(weight[n] for n in free)
+        eps = budget / denom if denom else 0.0
+        over = [n for n in free if eps * weight[n] > alive[n]]
+        if not over:
+            break
+        capped.update(over)
+    share = {n: float(alive[n]) if n in capped else eps * weight[n] for n in names}
+    counts = {n: min(int(share[n]), alive[n]) for n in names}
+    short = keep_total - sum(counts.values())
+    by_remainder = sorted(names, key=lambda n: -(share[n] - int(share[n])))  # stable: ties by position
+    for n in by_remainder:
+        if short <= 0:
+            break
+        if counts[n] < alive[n]:
+            counts[n] += 1
+            short -= 1
+    return counts
+
+
+@ALLOCATIONS.register("erk")
+def allocate_erk(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
+    s = _masked_scores(scores, mask)
+    total = mask.numel
+    alive = {n: int(mask[n].sum()) for n in s}
+    keep_total = min(round((1.0 - target) * total), sum(alive.values()))
+    counts = erk_keep_counts({n: mask[n].shape for n in s}, alive, keep_total)
+    out = {}
+    for n, flat in s.items():
+        out[n] = _prune_lowest(flat.cpu(), flat.numel() - counts[n]).view_as(mask[n]).to(mask[n].device)
     return Mask(out)
 
 

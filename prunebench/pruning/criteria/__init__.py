@@ -7,13 +7,20 @@ A criterion is one small file registering a function::
 
 Deciding how many weights to remove where is the allocation's job
 (:mod:`prunebench.pruning.allocation`), not the criterion's.
+
+Built in: ``magnitude``, ``random`` (baseline), ``snip`` and ``taylor`` (gradient
+saliencies), ``wanda`` (weights × input-activation norms), ``synflow`` (data-free,
+iterative) and ``movement`` (scores learned during training; needs ``schedule=gradual``).
+A criterion may also declare ``validate(net, targets, spec, example)``, run before any
+training to reject combinations it cannot score, and ``learner(targets)``, a
+:class:`ScoreLearner` for scores accumulated during training instead of computed at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,6 +35,8 @@ class ScoreContext:
     """What a criterion may use besides the weights.
 
     ``batches`` are calibration batches from the TRAINING split only (never val/test).
+    ``target`` and ``scope`` are the sparsity and allocation the scores are for; only
+    criteria that prune in several rounds themselves (SynFlow) use them.
     """
 
     mask: Mask
@@ -35,10 +44,25 @@ class ScoreContext:
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
     generator: torch.Generator | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    target: float | None = None
+    scope: str = "global"
 
 
 Scores = dict[str, torch.Tensor]
 CriterionFn = Callable[[nn.Module, list[Prunable], ScoreContext], Scores]
+#: ``validate(net, targets, spec, example)``: raise ConfigError before training if the
+#: criterion cannot score this model/run; ``example`` is a small training-input batch.
+ValidateFn = Callable[[nn.Module, list[Prunable], Any, torch.Tensor], None]
+
+
+class ScoreLearner(Protocol):
+    """Scores accumulated during training (movement pruning), read at each pruning step."""
+
+    def attach(self, net: nn.Module, optimizer: torch.optim.Optimizer) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def scores(self) -> Scores: ...
 
 
 @dataclass(frozen=True)
@@ -46,14 +70,22 @@ class Criterion:
     name: str
     fn: CriterionFn
     needs_data: bool = False  # whether it needs calibration batches
+    validate: ValidateFn | None = None
+    learner: Callable[[list[Prunable]], ScoreLearner] | None = None  # scores learned in training
 
 
 CRITERIA: Registry[Criterion] = Registry("pruning.method")
 
 
-def register_criterion(name: str, *, needs_data: bool = False) -> Callable[[CriterionFn], CriterionFn]:
+def register_criterion(
+    name: str,
+    *,
+    needs_data: bool = False,
+    validate: ValidateFn | None = None,
+    learner: Callable[[list[Prunable]], ScoreLearner] | None = None,
+) -> Callable[[CriterionFn], CriterionFn]:
     def deco(fn: CriterionFn) -> CriterionFn:
-        CRITERIA.register(name)(Criterion(name, fn, needs_data))
+        CRITERIA.register(name)(Criterion(name, fn, needs_data, validate, learner))
         return fn
 
     return deco
@@ -65,3 +97,9 @@ def get_criterion(name: str) -> Criterion:
 
 # Register the built-in criteria (each module registers itself on import).
 from prunebench.pruning.criteria import magnitude as _magnitude  # noqa: E402,F401
+from prunebench.pruning.criteria import movement as _movement  # noqa: E402,F401
+from prunebench.pruning.criteria import random as _random  # noqa: E402,F401
+from prunebench.pruning.criteria import snip as _snip  # noqa: E402,F401
+from prunebench.pruning.criteria import synflow as _synflow  # noqa: E402,F401
+from prunebench.pruning.criteria import taylor as _taylor  # noqa: E402,F401
+from prunebench.pruning.criteria import wanda as _wanda  # noqa: E402,F401

@@ -1,0 +1,113 @@
+"""Wanda (Sun et al. 2024): ``|W_ij| · ‖X_j‖₂``, weights times input-feature norms.
+
+``‖X_j‖₂`` is the L2 norm of input feature ``j`` of the layer over every sample (and
+every position) of the calibration batches, observed with forward hooks in eval mode.
+For a convolution the input feature of weight ``W[o, c, k…]`` is input channel ``c`` at
+kernel offset ``k`` (a column of the unfolded input, zero padding included), so the
+score is exactly Wanda's for the convolution written as a matrix product.
+
+Rejected before training when a pruned layer is never called as a module (its weight is
+used functionally, e.g. inside ``nn.MultiheadAttention``): there is no input to observe.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from prunebench.errors import ConfigError
+from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.targets import Prunable
+
+
+def _conv_input_sq_norms(module: nn.modules.conv._ConvNd, x: torch.Tensor) -> torch.Tensor:
+    """Σ x² of every unfolded input column: shape ``(in_channels, *kernel_size)``."""
+    pad = module._reversed_padding_repeated_twice
+    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+    if any(pad):
+        x = F.pad(x, pad, mode=mode)
+    sq = x.detach().float().pow(2).sum(0)  # (C, *spatial): the batch adds up
+    spatial = sq.shape[1:]
+    out_size = [
+        (n - d * (k - 1) - 1) // s + 1
+        for n, k, s, d in zip(spatial, module.kernel_size, module.stride, module.dilation, strict=True)
+    ]
+    norms = sq.new_zeros((sq.shape[0], *module.kernel_size))
+    dims = tuple(range(1, sq.dim()))
+    for offset in itertools.product(*(range(k) for k in module.kernel_size)):
+        window = tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, module.dilation, module.stride, out_size, strict=True)
+        )
+        norms[(slice(None), *offset)] = sq[(slice(None), *window)].sum(dims)
+    return norms
+
+
+def _input_sq_norms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Σ x² per input feature, shaped to broadcast against ``module.weight``."""
+    if isinstance(module, nn.Linear):
+        return x.detach().float().pow(2).reshape(-1, x.shape[-1]).sum(0).unsqueeze(0)
+    assert isinstance(module, nn.modules.conv._ConvNd)
+    norms = _conv_input_sq_norms(module, x)
+    groups, out = module.groups, module.out_channels
+    # Grouped convolution: output channel o sees the input channels of group o // (out/groups).
+    per_group = norms.view(groups, module.in_channels // groups, *module.kernel_size)
+    return per_group.repeat_interleave(out // groups, dim=0)
+
+
+def _observe(model: nn.Module, targets: list[Prunable], batches: list[Any]) -> dict[str, torch.Tensor]:
+    """Sum of squared inputs per target module over ``batches`` (forward hooks, eval mode)."""
+    modules = dict(model.named_modules())
+    sums: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook(name: str) -> Any:
+        def fn(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            sq = _input_sq_norms(module, args[0])
+            sums[name] = sums[name] + sq if name in sums else sq
+
+        return fn
+
+    was_training = model.training
+    try:
+        for t in targets:
+            handles.append(modules[t.module_name].register_forward_hook(hook(t.module_name)))
+        model.eval()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            for x, *_ in batches:
+                model(x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return sums
+
+
+def check_observable(model: nn.Module, targets: list[Prunable], spec: Any, example: torch.Tensor) -> None:
+    """Every pruned layer must be called as a module, so its input can be observed."""
+    seen = _observe(model, targets, [(example,)])
+    missing = [t.module_name for t in targets if t.module_name not in seen]
+    if missing:
+        raise ConfigError(
+            f"pruning.method=wanda needs the inputs of every pruned layer, but model={spec.model.name!r} never calls "
+            f"{', '.join(missing)} as a module (the weights are used functionally); choose another pruning.method "
+            f"(e.g. magnitude) or keep those layers dense"
+        )
+
+
+@register_criterion("wanda", needs_data=True, validate=check_observable)
+def wanda(model: nn.Module, targets: list[Prunable], ctx: ScoreContext) -> Scores:
+    if not ctx.batches:
+        raise ConfigError("pruning.method=wanda needs calibration batches; pruning.calibration_batches must be >= 1")
+    sums = _observe(model, targets, ctx.batches)
+    params = dict(model.named_parameters())
+    out = {}
+    for t in targets:
+        w = params[t.param_name].detach()
+        out[t.param_name] = w.abs().float() * sums[t.module_name].sqrt().to(w.device)
+    return out
