@@ -93,6 +93,7 @@ class Run:
             crit = get_criterion(spec.pruning.method)
             if crit.validate is not None:
                 crit.validate(net, targets, spec, self._example_batch())
+            self._check_methods(net, targets)
         # Existing artifacts must load: fail now, not after an hour of training.
         from prunebench.engine.dense import dense_dir
 
@@ -111,6 +112,39 @@ class Run:
                         load_model(ld / "model.pt", self.build_net)
                 else:
                     check_loadable(net, ld / "state.pt", f"level {k} checkpoint")
+
+    def _check_methods(self, net: nn.Module, targets: list[Any]) -> None:
+        """Unstructured combinations that cannot work, rejected before training."""
+        spec = self.spec
+        if spec.pruning.structure == "nm":
+            from prunebench.pruning.nm import check_nm_spec
+
+            shapes = {n: p.shape for n, p in net.named_parameters()}
+            check_nm_spec(spec, targets, shapes)
+        if getattr(RETRAIN_MODES.get(spec.retrain.name), "weights", None) == "rewind":
+            from prunebench.engine.rewind import rewind_step
+
+            rewind_step(spec)
+        if spec.schedule.name == "gradual":
+            mode = RETRAIN_MODES.get(spec.retrain.name)
+            if getattr(mode, "random_mask", False):
+                raise ConfigError("schedule=gradual with retrain=random_mask: the mask changes during training, "
+                                  "so there is no fixed mask to randomise; use retrain=finetune or lr_rewind")
+            plan = self._gradual_plan()  # needs a fine-tune long enough for one pruning step
+            if get_criterion(spec.pruning.method).learner is not None and plan.initial > 0:
+                raise ConfigError(f"schedule.initial_sparsity={plan.initial!r} with pruning.method="
+                                  f"{spec.pruning.method!r}: learned scores start at zero, so the level cannot start "
+                                  f"pruned; set schedule.initial_sparsity=0")
+        elif get_criterion(spec.pruning.method).learner is not None:
+            raise ConfigError(f"pruning.method={spec.pruning.method!r} learns its scores while training, so it needs "
+                              f"schedule=gradual (got schedule={spec.schedule.name!r})")
+
+    def _gradual_plan(self) -> Any:
+        from prunebench.engine.gradual import make_plan
+
+        mode = RETRAIN_MODES.get(self.spec.retrain.name)
+        steps = mode.epochs(self.spec) * len(self.dm.train_dataloader())
+        return make_plan(self.spec.schedule, steps)
 
     def build_net(self) -> nn.Module:
         torch.manual_seed(self.spec.seed)
@@ -195,17 +229,27 @@ class Run:
                 continue
             torch.manual_seed(spec.seed * 1000 + k)
             start = time.perf_counter()
-            net, mask = self._prune(net, mask, target, gen)
+            previous_mask = mask
+            gradual = self._gradual(net, gen) if spec.schedule.name == "gradual" else None
+            # Gradual: the level starts at the plan's initial sparsity; the fine-tune raises it.
+            net, mask = self._prune(net, mask, gradual.plan.initial if gradual else target, gen)
             acc_pruned_val, _ = evaluate(net, self.dm.val_dataloader(), self.device)
             acc_pruned, _ = evaluate(net, self.dm.test_dataloader(), self.device)
-            ctx = RetrainContext(spec, k, dense.init_state, dense.rewind_state, gen)
+            steps_per_epoch = len(self.dm.train_dataloader())
+            ctx = RetrainContext(spec, k, dense.init_state, dense.rewind_state, gen,
+                                 extras={"previous_mask": previous_mask, "steps_per_epoch": steps_per_epoch})
             mask = mode.prepare(net, mask, ctx)
             mask.apply(net)
             # After channel surgery every remaining weight is live: no mask to enforce.
-            module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec),
+            module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec, steps_per_epoch),
                                 mask=None if self._channel is not None else mask)
-            result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec))
+            result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
+                         callbacks=[gradual] if gradual else None)
             net = module.net
+            if gradual is not None:
+                if not gradual.finished:
+                    raise RuntimeError(f"level {k}: gradual pruning stopped before its last step ({gradual.history[-1:]})")
+                mask = module.mask
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
             test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
             if not math.isfinite(test_loss) or not math.isfinite(val_loss):
@@ -215,6 +259,8 @@ class Run:
                 "acc_pruned": acc_pruned, "acc_pruned_val": acc_pruned_val,
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
+            if gradual is not None:
+                row |= {"gradual_end_step": gradual.plan.end, "gradual_prune_steps": len(gradual.history)}
             write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])
             self._save_level(k, net, mask)
             self._append_row(row)
@@ -238,15 +284,53 @@ class Run:
             batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if needs else []
             self._level_info = self._channel.prune(net, target, batches, gen)
             return net, Mask.ones_like(net, self._current_targets(net))
-        crit = get_criterion(spec.pruning.method)
-        batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if crit.needs_data else []
-        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
-                                                prune_first=spec.pruning.prune_first) if t.param_name in mask]
-        ctx = ScoreContext(mask=mask, batches=batches, generator=gen, options=dict(spec.pruning.options))
-        scores = crit.fn(net, targets, ctx)
-        new_mask = allocate(scores, mask, target, spec.pruning.scope)
+        new_mask = self._unstructured_mask(net, mask, target, gen)
         new_mask.apply(net)
         return net, new_mask
+
+    def _unstructured_mask(self, net: nn.Module, mask: Mask, target: float, gen: torch.Generator,
+                           learned: dict[str, torch.Tensor] | None = None,
+                           batches: list[Any] | None = None) -> Mask:
+        """The criterion's scores (or ``learned`` ones) allocated to ``target`` (or N:M)."""
+        spec = self.spec
+        if target <= mask.sparsity and spec.pruning.structure != "nm":
+            return mask  # nothing to remove (gradual's initial step, s_i = 0)
+        crit = get_criterion(spec.pruning.method)
+        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                prune_first=spec.pruning.prune_first) if t.param_name in mask]
+        nm = spec.pruning.structure == "nm"
+        if learned is not None:
+            scores = learned
+        else:
+            if batches is None:
+                batches = self.dm.calibration_batches(spec.pruning.calibration_batches) if crit.needs_data else []
+            ctx = ScoreContext(mask=mask, batches=batches, generator=gen, options=dict(spec.pruning.options),
+                               target=None if nm else target, scope=spec.pruning.scope)
+            scores = crit.fn(net, targets, ctx)
+        if nm:
+            from prunebench.pruning.nm import kept_per_group, nm_mask
+            from prunebench.pruning.nm import options as nm_options
+
+            _, m = nm_options(spec)
+            return nm_mask(scores, mask, kept_per_group(target, m), m)
+        return allocate(scores, mask, target, spec.pruning.scope)
+
+    def _gradual(self, net: nn.Module, gen: torch.Generator) -> Any:
+        """The in-training pruning callback of a gradual level."""
+        from prunebench.engine.gradual import GradualPruning
+
+        spec = self.spec
+        crit = get_criterion(spec.pruning.method)
+        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                prune_first=spec.pruning.prune_first) if t.param_name in self.targets]
+        learner = crit.learner(targets) if crit.learner is not None else None
+        batches = (self.dm.calibration_batches(spec.pruning.calibration_batches)
+                   if crit.needs_data and learner is None else None)
+
+        def prune(net: nn.Module, mask: Mask, target: float, learned: dict[str, torch.Tensor] | None) -> Mask:
+            return self._unstructured_mask(net, mask, target, gen, learned, batches)
+
+        return GradualPruning(self._gradual_plan(), prune, learner)
 
     # ---- rows and metrics -----------------------------------------------------------------
     def _example_batch(self) -> torch.Tensor:

@@ -6,9 +6,8 @@ retraining; ``optimizer``/``scheduler`` choose the learning-rate schedule of ret
 
 - ``finetune``: keep the pruned weights, train ``retrain.epochs`` at ``retrain.lr``.
 - ``none``: no retraining (one-shot pruning without fine-tuning).
-
-More modes (``lr_rewind``, ``weight_rewind``, ``reinit``, ``random_mask``) are separate
-small files registering here.
+- ``lr_rewind``, ``weight_rewind``, ``reinit``, ``random_mask``: see
+  :mod:`prunebench.engine.rewind`.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ class RetrainMode:
             return spec.train.optimizer.partial("train.optimizer")
         return spec.train.optimizer.partial("train.optimizer", lr=spec.retrain.lr)
 
-    def scheduler(self, spec: RunSpec) -> partial[Any] | None:
+    def scheduler(self, spec: RunSpec, steps_per_epoch: int | None = None) -> partial[Any] | None:
         if self.dense_schedule:
             return spec.train.scheduler.partial("train.scheduler") if spec.train.scheduler else None
         return spec.retrain.scheduler.partial("retrain.scheduler") if spec.retrain.scheduler else None
@@ -70,3 +69,8 @@ def register_retrain(mode: RetrainMode) -> RetrainMode:
 
 register_retrain(RetrainMode("finetune"))
 register_retrain(RetrainMode("none", trains=False))
+
+from prunebench.engine import rewind as _rewind  # noqa: E402
+
+for _mode in (_rewind.LR_REWIND, _rewind.WEIGHT_REWIND, _rewind.REINIT, _rewind.RANDOM_MASK):
+    RETRAIN_MODES.register(_mode.name)(_mode)  # type: ignore[arg-type]

@@ -10,7 +10,10 @@ the dense model and is not listed.
   so ``r = 1 - (1 - target)^(1/n)``.
 - ``iterative`` with ``mode=linear``: equal steps of total sparsity, ``s_k = target·k/n``.
 
-Gradual (in-training, step-granular) schedules live with the engine code that applies them.
+- ``gradual``: one level whose fine-tune raises the sparsity along Zhu & Gupta's cubic
+  schedule every Δt optimizer steps, reaching the target at its last pruning step; the
+  step-granular part lives with the engine code that applies it
+  (:mod:`prunebench.engine.gradual`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ def linear(target: float, iterations: int) -> list[float]:
 def one_shot(target: float, iterations: int = 1) -> list[float]:
     if iterations != 1:
         raise ConfigError(f"schedule.iterations={iterations!r} is invalid for schedule=one_shot; it must be 1")
+    return [target]
+
+
+@SCHEDULES.register("gradual")
+def gradual(target: float, iterations: int = 1) -> list[float]:
+    if iterations != 1:
+        raise ConfigError(
+            f"schedule.iterations={iterations!r} is invalid for schedule=gradual; it must be 1 (the sparsity rises "
+            f"during one fine-tune; set its pace with schedule.frequency)"
+        )
     return [target]
 
 
