@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from prunebench.errors import ConfigError
 from prunebench.spec import RunSpec, from_config
@@ -48,11 +50,13 @@ def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec
     specs = []
     for name, overrides in variants.items():
         for seed in seeds:
-            sub = compose(config_name="config", overrides=[*base, *list(overrides), f"seed={seed}", "study=null"])
             try:
+                sub = compose(config_name="config", overrides=[*base, *list(overrides), f"seed={seed}", "study=null"])
                 specs.append(from_config(_plain(sub)))
             except ConfigError as exc:
                 raise ConfigError(f"study variant {name!r}: {exc}") from exc
+            except (HydraException, OmegaConfBaseException) as exc:  # bad override in the variant
+                raise ConfigError(f"study variant {name!r} {list(overrides)}: {exc}") from exc
     return specs
 
 
@@ -62,6 +66,13 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = _log, on_level: Any = Non
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
+    if total > 1:
+        # Preflight every run of a study before the first one trains: a bad variant (missing
+        # data, corrupt checkpoint, invalid combination) must not surface an hour in.
+        for spec in specs:
+            r = Run(spec, log, on_level)
+            if not (r.path / "DONE").exists():
+                r.prepare()
     for i, spec in enumerate(specs, start=1):
         r = Run(spec, log, on_level)
         if (r.path / "DONE").exists():
