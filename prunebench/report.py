@@ -6,7 +6,8 @@ Writes into ``DIR`` (default ``ROOT/report``): ``results.parquet`` and ``results
 (one row per run and level), ``summary.md`` and ``summary.tex`` (mean ± std over seeds
 per curve and target sparsity, drop vs dense), and every figure that applies as PNG and
 PDF. A figure that does not apply is skipped with the reason, never drawn empty.
-Optuna studies are read from ``ROOT/studies/*.db`` (SQLite).
+Optuna studies are read from ``ROOT/studies/*.db`` (SQLite); per-layer sensitivity
+tables from ``ROOT/runs/<id>/sensitivity.csv`` (``experiments/layer_sensitivity.py``).
 
 Exit codes: 0 report written, 1 nothing to report (no root, no runs, no matching rows),
 2 bad input (e.g. an unknown filter column).
@@ -141,6 +142,8 @@ def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
              no_pruned or (None if _finite(df, "speedup_theoretical") else "no theoretical speedup (FLOPs) in the table"))
     w.figure("speedup_measured", lambda: plots.accuracy_vs_speedup(df, kind="measured"),
              no_pruned or (None if _finite(df, "speedup_measured") else "no measured latency in the table"))
+    w.figure("accuracy_vs_params", lambda: plots.accuracy_vs_cost(df, x="params"),
+             no_pruned or (None if _finite(df, "params_nonzero") else "no nonzero parameter counts in the table"))
     w.figure("accuracy_vs_flops", lambda: plots.accuracy_vs_cost(df, x="flops"),
              no_pruned or (None if _finite(df, "flops") else "no FLOPs in the table"))
     w.figure("accuracy_vs_latency", lambda: plots.accuracy_vs_cost(df, x="latency_ms"),
@@ -170,6 +173,33 @@ def _layer_figure(df: pd.DataFrame, root: Path, w: _Writer) -> None:
     reason = None if frames else "no levels/<k>/layers.csv for a pruned level (k >= 1)"
     layers = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     w.figure("layer_sparsity", lambda: plots.layer_sparsity(layers, by="label"), reason)
+
+
+def _sensitivity_figures(df: pd.DataFrame, root: Path, w: _Writer, filters: Filters) -> None:
+    """Layer sensitivity (``experiments/layer_sensitivity.py``) of every run folder holding a sensitivity.csv.
+
+    One figure, ``layer_sensitivity``, when there is one such file; else one per run
+    (``layer_sensitivity_<run_id>``). With filters, only runs with rows in the table count.
+    """
+    from prunebench import plots
+    from prunebench.analysis import SENSITIVITY_FILE
+
+    files = sorted(runs_dir(root).glob(f"*/{SENSITIVITY_FILE}"))
+    if filters:
+        keep = set(df["run_id"].astype(str))
+        files = [f for f in files if f.parent.name in keep]
+    if not files:
+        w.result.skipped["layer_sensitivity"] = (f"no runs/<id>/{SENSITIVITY_FILE} "
+                                                 "(experiments/layer_sensitivity.py writes one)")
+        return
+    for path in files:
+        name = "layer_sensitivity" if len(files) == 1 else f"layer_sensitivity_{path.parent.name}"
+        try:
+            sens = pd.read_csv(path, dtype={"layer": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            w.result.skipped[name] = f"cannot read {path} ({type(exc).__name__})"
+            continue
+        w.figure(name, lambda s=sens: plots.layer_sensitivity(s))
 
 
 def _study_figures(root: Path, w: _Writer) -> None:
@@ -249,6 +279,7 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     w = _Writer(result)
     _curve_figures(df, w)
     _layer_figure(df, root, w)
+    _sensitivity_figures(df, root, w, filters)
     _study_figures(root, w)
     result.message = f"{result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
     return result

@@ -65,12 +65,14 @@ def test_report_writes_table_summary_figures(root: Path, tmp_path: Path) -> None
     assert len(back) == 39 and set(back["label"]) == {A, B}
     assert len(pd.read_csv(out / "results.csv")) == 39
     for fig in ("accuracy_vs_sparsity", "accuracy_vs_remaining", "accuracy_vs_compression",
-                "speedup_theoretical", "accuracy_vs_flops", "pruning_drop", "layer_sparsity"):
+                "speedup_theoretical", "accuracy_vs_params", "accuracy_vs_flops", "pruning_drop", "layer_sparsity"):
         assert res.figures[fig] == [out / f"{fig}.png", out / f"{fig}.pdf"], fig
         assert all(p.stat().st_size > 0 for p in res.figures[fig])
     assert res.skipped["speedup_measured"] == "no measured latency in the table"
     assert res.skipped["accuracy_vs_latency"] == "no measured latency in the table"
     assert "no Optuna studies" in res.skipped["pareto_front"]
+    assert res.skipped["layer_sensitivity"] == ("no runs/<id>/sensitivity.csv "
+                                                "(experiments/layer_sensitivity.py writes one)")
     md = (out / "summary.md").read_text()
     assert f"{100 * BASE[A][2]:.2f} ± 3.00" in md and "Dense mnist1d/mlp: 92.00 ± 2.00 % (n=3 seeds)" in md
     assert r"\pm" in (out / "summary.tex").read_text()
@@ -138,3 +140,24 @@ def test_failed_runs_listed_and_figures_skipped(tmp_path: Path) -> None:
     assert res.skipped["study junk.db"].startswith("cannot read")
     md = (res.out / "summary.md").read_text()
     assert "Failed or diverged (1 run(s))" in md and "RuntimeError: boom" in md
+
+
+def test_report_draws_layer_sensitivity_files(tmp_path: Path) -> None:
+    table = make_table()
+    root = write_root(tmp_path / "res", table, layers=False)
+    ids = sorted(table["run_id"].astype(str).unique())
+    sens = pd.DataFrame({"layer": ["fc1", "fc1", "fc2", "fc2"], "sparsity": [0.5, 0.9] * 2,
+                         "acc": [0.9, 0.8, 0.85, 0.3]})
+    sens.to_csv(run_dir(root, ids[0]) / "sensitivity.csv", index=False)
+    res = report.build_report(root, tmp_path / "one")
+    assert res.figures["layer_sensitivity"] == [tmp_path / "one" / "layer_sensitivity.png",
+                                                tmp_path / "one" / "layer_sensitivity.pdf"]
+    sens.to_csv(run_dir(root, ids[1]) / "sensitivity.csv", index=False)
+    (run_dir(root, ids[2]) / "sensitivity.csv").write_text("")
+    res = report.build_report(root, tmp_path / "many")
+    assert {f"layer_sensitivity_{ids[0]}", f"layer_sensitivity_{ids[1]}"} <= set(res.figures)
+    assert "layer_sensitivity" not in res.figures
+    assert res.skipped[f"layer_sensitivity_{ids[2]}"].startswith("cannot read")
+    # With filters, only runs that have rows in the filtered table count.
+    res = report.build_report(root, tmp_path / "filtered", filters={"run_id": [ids[1]]})
+    assert list(k for k in res.figures if k.startswith("layer_sensitivity")) == ["layer_sensitivity"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Callable
 
 import pytest
@@ -452,3 +454,34 @@ def test_bad_inputs_name_key_and_value() -> None:
         prune_channels(model, x, amount=0.5, criterion="taylor")
     assert count_params(model) == count_params(build("concat")[0])  # nothing was changed
     assert set(CHANNEL_CRITERIA.names()) == {"l1", "l2", "bn_scale", "taylor", "random"}
+
+
+# ---------------------------------------------------------------- the pruning=channel preset
+
+
+def test_channel_preset_composes_to_a_valid_channel_spec(compose: Callable[..., dict]) -> None:
+    from prunebench.engine.structured import check_channel_spec, options
+    from prunebench.spec import RetrainSpec, from_config
+
+    spec = from_config(compose(["pruning=channel", "model=vgg11_bn", "data=synthetic"]))
+    assert (spec.pruning.method, spec.pruning.scope, spec.pruning.structure) == ("l1", "layer", "channel")
+    assert options(spec) == {"target": "params", "max_layer_amount": 0.9, "round_to": None}
+    check_channel_spec(spec)  # no error
+    assert spec.curve_label() == "l1/iterative/finetune/channel"
+    for override, message in [
+        ("pruning.target=weights", r"pruning.target='weights'.*channels, flops, params"),
+        ("pruning.max_layer_amount=1.5", r"pruning.max_layer_amount=1.5"),
+        ("pruning.round_to=0", r"pruning.round_to=0"),
+    ]:
+        try:
+            bad = from_config(compose(["pruning=channel", override]))
+        except ConfigError as exc:  # rejected while composing the spec: also fine
+            assert re.search(message, str(exc)), (override, str(exc))
+            continue
+        with pytest.raises(ConfigError, match=message):
+            check_channel_spec(bad)
+    with pytest.raises(ConfigError, match=r"pruning.method='magnitude'.*bn_scale, l1, l2, random, taylor"):
+        from_config(compose(["pruning=channel", "pruning.method=magnitude"]))
+    rewind = dataclasses.replace(spec, retrain=RetrainSpec(name="weight_rewind"))
+    with pytest.raises(ConfigError, match=r"retrain='weight_rewind' cannot follow pruning.structure=channel"):
+        check_channel_spec(rewind)
