@@ -485,3 +485,25 @@ def test_channel_preset_composes_to_a_valid_channel_spec(compose: Callable[..., 
     rewind = dataclasses.replace(spec, retrain=RetrainSpec(name="weight_rewind"))
     with pytest.raises(ConfigError, match=r"retrain='weight_rewind' cannot follow pruning.structure=channel"):
         check_channel_spec(rewind)
+
+
+@pytest.mark.parametrize("prune_first", [True, False])
+def test_channel_pruner_honours_prune_first(compose: Callable[..., dict], prune_first: bool) -> None:
+    from prunebench.engine.structured import ChannelPruner
+    from prunebench.models import build_model
+    from prunebench.pruning.structured import layer_channels
+    from prunebench.spec import from_config
+
+    spec = from_config(compose(["pruning=channel", "pruning.target=channels", f"pruning.prune_first={prune_first}",
+                                "model=conv4", "data=synthetic", "data.input_shape=[3,8,8]"]))
+    torch.manual_seed(0)
+    net = build_model("conv4", (3, 8, 8), 10)
+    x = torch.randn(2, 3, 8, 8)
+    dense = layer_channels(net)
+    pruner = ChannelPruner(spec, net, x)
+    info = pruner.prune(net, 0.5, [], torch.Generator().manual_seed(0))
+    after = layer_channels(net)
+    first = next(iter(dense))
+    assert (after[first] == dense[first]) is (not prune_first)
+    assert sum(after.values()) < sum(dense.values()) and info["channel_target"] == "channels"
+    assert net(x).shape == (2, 10)

@@ -53,6 +53,19 @@ def check_channel_spec(spec: RunSpec) -> None:
         )
 
 
+def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module]:
+    """Modules whose output channels stay: the first Conv/Linear when ``pruning.prune_first=false``.
+
+    (The classifier's outputs, the classes, are never removed; ``prune_output`` has no
+    further meaning for channel pruning: the classifier's inputs follow the layer before.)
+    """
+    if spec.pruning.prune_first:
+        return []
+    from prunebench.pruning.targets import PRUNABLE_TYPES
+
+    return [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+
+
 class ChannelPruner:
     """Prunes a run's model level by level against one dense baseline."""
 
@@ -61,7 +74,7 @@ class ChannelPruner:
 
         self.spec = spec
         self.example = example
-        self.baseline = StructuredBaseline.measure(dense_net, example)
+        self.baseline = StructuredBaseline.measure(dense_net, example, ignored_layers(spec, dense_net))
 
     def prune(self, net: nn.Module, target: float, batches: list[tuple[torch.Tensor, torch.Tensor]],
               generator: torch.Generator) -> dict[str, Any]:
@@ -71,7 +84,8 @@ class ChannelPruner:
         result = prune_channels(
             net, self.example, amount=target, target=opts["target"], criterion=self.spec.pruning.method,
             scope=self.spec.pruning.scope, max_layer_amount=float(opts["max_layer_amount"]),
-            round_to=opts["round_to"], batches=batches or None, baseline=self.baseline, generator=generator,
+            round_to=opts["round_to"], ignored_layers=ignored_layers(self.spec, net), batches=batches or None,
+            baseline=self.baseline, generator=generator,
         )
         return {"channel_ratio": result.channel_ratio, "channel_target": opts["target"],
                 "layer_channels": result.layer_channels}
