@@ -357,3 +357,50 @@ def test_same_seed_same_masks_and_numbers(compose, tmp_path) -> None:
 
 
 _ = (math, RunSpec)
+
+
+# ---- Frankle & Carbin's slower output layer; the lottery study configs --------------------
+
+
+def test_output_rate_prunes_the_output_layer_at_its_own_per_round_rate() -> None:
+    from prunebench.pruning.allocation import allocate_split, output_rate_target
+
+    assert output_rate_target(1 - 0.8**3, 0.2, 0.1) == pytest.approx(1 - 0.9**3)
+    assert output_rate_target(0.0, 0.2, 0.1) == 0.0
+    net = tiny_net()
+    scores = get_criterion("magnitude").fn(net, prunable_weights(net), ScoreContext(Mask.ones_like(net, [])))
+    mask = Mask.ones_like(net, list(scores))
+    out = allocate_split(scores, mask, {"": 0.5, "4.weight": 0.25}, "layer")
+    assert out.layer_sparsity() == {"0.weight": 0.5, "2.weight": 0.5, "4.weight": 0.25}
+
+
+def test_output_rate_end_to_end_and_its_validation(compose, tmp_path) -> None:
+    spec, out = e2e(compose, tmp_path, ["pruning.scope=layer", "+pruning.output_rate=0.1", "schedule.iterations=2",
+                                        "schedule.target_sparsity=0.36", "retrain=weight_rewind"])
+    mask = Mask.load(out.path / "levels" / "2" / "mask.pt")
+    dens = mask.layer_sparsity()
+    assert dens["hidden.0.weight"] == pytest.approx(0.36, abs=1e-2) and dens["classifier.weight"] == pytest.approx(0.19, abs=1e-2)
+    with pytest.raises(ConfigError, match="pruning.output_rate=0.1 .* needs pruning.scope=layer .* got scope='global'"):
+        prepare(compose, tmp_path, "+pruning.output_rate=0.1")
+    with pytest.raises(ConfigError, match="pruning.output_rate=1.5 is out of range"):
+        prepare(compose, tmp_path, "pruning.scope=layer", "+pruning.output_rate=1.5")
+
+
+@pytest.mark.parametrize("experiment", ["lottery_mnist1d", "lottery_lenet_mnist"])
+def test_lottery_study_configs_expand_to_ticket_and_reinit_runs(compose, experiment) -> None:
+    cfg = compose([f"experiment={experiment}"])
+    study = cfg["study"]
+    assert set(study["variants"]) == {"ticket", "reinit"} and len(study["seeds"]) >= 2
+    specs = {name: from_config(compose([f"experiment={experiment}", *ov, "study=null"]))
+             for name, ov in study["variants"].items()}
+    assert specs["ticket"].retrain.name == "weight_rewind" and specs["reinit"].retrain.name == "reinit"
+    assert specs["ticket"].dense_id == specs["reinit"].dense_id  # one dense model shared by both arms
+    assert specs["ticket"].retrain.epochs == specs["ticket"].train.epochs  # full retraining per round
+    levels_ = specs["ticket"].schedule.levels()
+    assert levels_[-1] > 0.9
+    if experiment == "lottery_lenet_mnist":
+        assert specs["ticket"].train.optimizer.kwargs["lr"] == 0.0012 and specs["ticket"].data.kwargs["batch_size"] == 60
+        from prunebench.pruning.schedules import per_round_rate
+
+        assert per_round_rate(levels_[-1], len(levels_)) == pytest.approx(0.2, abs=1e-5)
+        assert specs["ticket"].pruning.options["output_rate"] == 0.1

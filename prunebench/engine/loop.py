@@ -121,6 +121,18 @@ class Run:
 
             shapes = {n: p.shape for n, p in net.named_parameters()}
             check_nm_spec(spec, targets, shapes)
+        out_rate = spec.pruning.options.get("output_rate")
+        if out_rate is not None:
+            if isinstance(out_rate, bool) or not isinstance(out_rate, (int, float)) or not 0 < out_rate < 1:
+                raise ConfigError(f"pruning.output_rate={out_rate!r} is out of range; expected a per-round fraction "
+                                  f"in (0, 1)")
+            s = spec.schedule
+            if spec.pruning.scope != "layer" or s.name != "iterative" or s.mode != "geometric" or spec.pruning.structure != "unstructured":
+                raise ConfigError(f"pruning.output_rate={out_rate!r} (the output layer's own per-round rate) needs "
+                                  f"pruning.scope=layer and schedule=iterative with schedule.mode=geometric, unstructured; "
+                                  f"got scope={spec.pruning.scope!r}, schedule={s.name!r}, mode={s.mode!r}")
+            if not spec.pruning.prune_output:
+                raise ConfigError("pruning.output_rate is set but pruning.prune_output=false keeps the output layer dense")
         if getattr(RETRAIN_MODES.get(spec.retrain.name), "weights", None) == "rewind":
             from prunebench.engine.rewind import rewind_step
 
@@ -313,6 +325,16 @@ class Run:
 
             _, m = nm_options(spec)
             return nm_mask(scores, mask, kept_per_group(target, m), m)
+        out_rate = spec.pruning.options.get("output_rate")
+        if out_rate is not None:
+            from prunebench.pruning.allocation import allocate_split, output_rate_target
+            from prunebench.pruning.schedules import per_round_rate
+            from prunebench.pruning.targets import output_layer_name
+
+            out_name = f"{output_layer_name(net)}.weight"
+            rate = per_round_rate(spec.schedule.target_sparsity, spec.schedule.iterations)
+            return allocate_split(scores, mask, {"": target, out_name: output_rate_target(target, rate, out_rate)},
+                                  spec.pruning.scope)
         return allocate(scores, mask, target, spec.pruning.scope)
 
     def _gradual(self, net: nn.Module, gen: torch.Generator) -> Any:

@@ -16,6 +16,7 @@ so the same scores always give the same mask.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -129,3 +130,27 @@ def allocate(scores: Mapping[str, torch.Tensor], mask: Mask, target: float, scop
     if not 0.0 <= target < 1.0:
         raise ConfigError(f"schedule.target_sparsity={target!r} is out of range; expected a value in [0, 1)")
     return ALLOCATIONS.get(scope)(scores, mask, target)
+
+
+def output_rate_target(target: float, round_rate: float, output_rate: float) -> float:
+    """Cumulative sparsity of a layer pruned at ``output_rate`` per round while the others
+    are at ``target`` after rounds of ``round_rate`` (Frankle & Carbin's slower output layer).
+
+    ``k = ln(1 - target) / ln(1 - round_rate)`` rounds have passed; the output layer keeps
+    ``(1 - output_rate)^k``.
+    """
+    if target <= 0.0:
+        return 0.0
+    rounds = math.log(1.0 - target) / math.log(1.0 - round_rate)
+    return 1.0 - (1.0 - output_rate) ** rounds
+
+
+def allocate_split(scores: Mapping[str, torch.Tensor], mask: Mask, targets: Mapping[str, float], scope: str) -> Mask:
+    """Allocate groups of tensors separately: ``targets`` maps a tensor name to its own target;
+    every other tensor is allocated together at ``targets[""]``."""
+    own = {n for n in targets if n and n in mask}
+    rest = Mask({n: m for n, m in mask.items() if n not in own})
+    out = dict(allocate(scores, rest, targets[""], scope)) if len(rest) else {}
+    for n in own:
+        out |= dict(allocate(scores, Mask({n: mask[n]}), targets[n], scope))
+    return Mask({n: out[n] for n in mask})
