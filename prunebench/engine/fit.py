@@ -27,6 +27,11 @@ warnings.filterwarnings("ignore", message=".*The number of training batches.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
 os.environ.setdefault("PL_DISABLE_FORK", "1")
+# Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (fork-safe CUDA probing for its
+# fork-based strategies, which prunebench never uses). With it, every Adam/AdamW step asks
+# torch.cuda.is_available() through NVML: a dlopen per step, ~80 µs, which was ~15% of a
+# step of the MNIST-1D MLP on a CPU. The runtime check is cached after the first call.
+os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = os.environ.get("PRUNEBENCH_NVML_CUDA_CHECK", "0")
 
 
 @dataclass
