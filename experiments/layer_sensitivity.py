@@ -9,10 +9,13 @@ on the VALIDATION split. Writes ``<root>/runs/<run_id>/sensitivity.csv`` and
 (``layer_sensitivity``) when that run folder also holds finished levels.
 
 Expected runtime with the defaults (MLP on MNIST-1D, 40 dense epochs, 9 sparsities):
-~1 minute on 2 CPU cores, most of it dense training (seconds when the dense model is
-cached). What the figure shows: one line per layer, validation accuracy vs that layer's
-sparsity. Large layers (the hidden Linear layers) stay flat to high sparsity; the small
-first and output layers fall first — the usual argument for keeping them denser.
+~10 s on 2 CPU cores (measured 9 s wall, dense training included; the analysis itself is
+27 evaluations of the validation split). What the figure shows: one line per layer,
+validation accuracy vs that layer's sparsity, all starting at the dense accuracy
+(~62% here). Measured: the first layer (40x100, 4,000 weights) falls first (42% at 70%,
+15% at 90%), the big hidden layer (100x100) holds longest (53% at 70%, 27% at 90%), the
+classifier (1,000 weights) sits between — the usual argument for keeping the first layer
+denser than a uniform allocation would.
 
     python experiments/layer_sensitivity.py [--root DIR] [--sparsities 0.5,0.9] [hydra overrides]
     python experiments/layer_sensitivity.py data=synthetic model=vgg11_bn model.width_mult=0.25 train.epochs=3
