@@ -404,3 +404,33 @@ def test_lottery_study_configs_expand_to_ticket_and_reinit_runs(compose, experim
 
         assert per_round_rate(levels_[-1], len(levels_)) == pytest.approx(0.2, abs=1e-5)
         assert specs["ticket"].pruning.options["output_rate"] == 0.1
+
+
+# ---- the whole retrain × schedule matrix end to end (slow) ---------------------------------
+
+INVALID = {("none", "gradual"): "schedule=gradual needs at least one pruning step",
+           ("random_mask", "gradual"): "schedule=gradual with retrain=random_mask"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("retrain", RETRAIN_MODES.names())
+@pytest.mark.parametrize("schedule", SCHEDULES.names())
+def test_every_retrain_mode_with_every_schedule_end_to_end(compose, tmp_path, schedule, retrain) -> None:
+    overrides = [f"schedule={schedule}", f"retrain={retrain}", "schedule.target_sparsity=0.75", "retrain.epochs=1"]
+    if schedule == "iterative":
+        overrides.append("schedule.iterations=2")
+    if schedule == "gradual":
+        overrides += ["pruning=movement", "schedule.frequency=1", "retrain.epochs=2"]
+    if (retrain, schedule) in INVALID:
+        with pytest.raises(ConfigError, match=INVALID[retrain, schedule]):
+            e2e(compose, tmp_path, overrides)
+        return
+    spec, out = e2e(compose, tmp_path, overrides)
+    rows = out.rows
+    assert out.status == "ok" and len(rows) == len(spec.schedule.levels()) + 1
+    masks = [Mask.load(out.path / "levels" / f"{k}" / "mask.pt") for k in range(1, len(rows))]
+    for (_, row), mask in zip(rows.iloc[1:].iterrows(), masks, strict=True):
+        assert abs(row["sparsity"] - row["target_sparsity"]) * mask.numel <= len(mask)
+    assert all(not (b[n] & ~a[n]).any() for a, b in zip(masks, masks[1:]) for n in a)
+    if retrain == "none":
+        assert (rows["acc_pruned"].iloc[1:] == rows["test_acc"].iloc[1:]).all()
