@@ -507,3 +507,36 @@ def test_channel_pruner_honours_prune_first(compose: Callable[..., dict], prune_
     assert (after[first] == dense[first]) is (not prune_first)
     assert sum(after.values()) < sum(dense.values()) and info["channel_target"] == "channels"
     assert net(x).shape == (2, 10)
+
+
+# ---------------------------------------------------------------- the structured / ShrinkBench studies
+
+
+def test_structured_vs_unstructured_study_variants_match_parameter_sparsity(compose: Callable[..., dict]) -> None:
+    from prunebench.spec import from_config
+
+    study = compose(["experiment=structured_vs_unstructured"])["study"]
+    specs = {name: from_config(compose(["experiment=structured_vs_unstructured", *ov, "study=null"]))
+             for name, ov in study["variants"].items()}
+    assert set(specs) == {"channel_iterative", "channel_one_shot", "magnitude_iterative"}
+    assert {s.data.name for s in specs.values()} == {"synthetic"}
+    assert {tuple(s.data.kwargs["input_shape"]) for s in specs.values()} == {(3, 32, 32)}
+    assert {s.model.name for s in specs.values()} == {"vgg11_bn"}
+    assert specs["channel_iterative"].pruning.options["target"] == "params"
+    assert specs["channel_iterative"].schedule.levels() == specs["magnitude_iterative"].schedule.levels()
+    assert specs["magnitude_iterative"].pruning.structure == "unstructured"
+
+
+def test_shrinkbench_study_grid(compose: Callable[..., dict]) -> None:
+    from prunebench.spec import from_config
+
+    cfg = compose(["experiment=shrinkbench_cifar10"])
+    assert cfg["study"]["seeds"] == [0, 1, 2] and cfg["data"]["name"] == "cifar10" and not cfg["data"]["download"]
+    seen = set()
+    for ov in cfg["study"]["variants"].values():
+        s = from_config(compose(["experiment=shrinkbench_cifar10", *ov, "study=null"]))
+        assert s.schedule.name == "one_shot" and s.retrain.epochs == 15 and s.trainer.accelerator == "gpu"
+        seen.add((s.model.name, s.pruning.method, s.pruning.scope, round(1 / (1 - s.schedule.target_sparsity))))
+    assert seen == {(m, meth, scope, c) for m in ("resnet20", "resnet56")
+                    for meth, scope in (("magnitude", "global"), ("magnitude", "layer"), ("random", "global"))
+                    for c in (2, 4, 8, 16, 32)}
