@@ -15,12 +15,15 @@ Expected time (estimates; no GPU was available when this was written):
   (352 steps of batch 128 with the data held on the GPU, launch-bound) and ~2.5x that
   for ResNet-56 (3x the layers / FLOPs): dense 3 seeds x 160 epochs (40 min + 100 min),
   fine-tune 45 runs x 15 epochs per model (56 min + 140 min).
-- CPU (2 cores): measured one ResNet-20 training epoch on CIFAR-shaped synthetic data
-  (3x32x32, batch 128, Adam, plain PyTorch loop, 1792 samples) at 13.6-20.6 ms per sample
-  on this shared 2-core machine (the best epoch 13.6 ms with another job running). 45,000
-  training samples then take ~10-15 min per ResNet-20 epoch and, by FLOPs (41 vs 125
-  MFLOPs per sample), ~30-45 min per ResNet-56 epoch. Total 3x160 + 45x15 = 1,155 epochs
-  per model: ~230 h (ResNet-20) + ~700 h (ResNet-56), i.e. roughly 40 days. Not a CPU study.
+- CPU (this shared 2-core machine), measured with a plain PyTorch loop (ResNet, batch 128,
+  Adam, CIFAR-shaped synthetic data 3x32x32, ``torch.set_num_threads(1)``, another job
+  running): ResNet-20 3.85 ms per training sample (2 epochs of 1,792 samples, 6.9 s
+  each), ResNet-56 11.3 ms (1 epoch of 768 samples). With 2 threads ResNet-20 took
+  23.4 ms per sample: OpenMP threads stall on each other when another process holds a
+  core, so set ``trainer.threads=1`` on such a machine. Extrapolated linearly to 45,000
+  training samples: ~2.9 min per ResNet-20 epoch and ~8.5 min per ResNet-56 epoch.
+  Per model 3x160 dense + 45x15 fine-tune = 1,155 epochs: ~56 h (ResNet-20) + ~163 h
+  (ResNet-56), ~9 days in all (+ a few % for evaluation). Not a CPU study.
 
 What the figure shows (one panel per model): top-1 test accuracy vs compression ratio
 (log2 axis), mean ± std over 3 seeds, dense accuracy dashed. Expected as in ShrinkBench:
