@@ -337,6 +337,23 @@ def _log2_axis(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _minor_log_label(axis: Any) -> FuncFormatter:
+    """Minor labels of a base-10 log axis spanning about a decade: only 2× and 5× (matplotlib's
+    default labels 2, 3, 4, 6 of each decade, which collide on narrow panels)."""
+
+    def fmt(value: float, _pos: int | None) -> str:
+        lo, hi = sorted(axis.get_view_interval())
+        if value <= 0 or lo <= 0 or math.log10(hi / lo) > 1.5:
+            return ""
+        exp = math.floor(math.log10(value) + 1e-9)
+        mant = value / 10**exp
+        if abs(mant - round(mant)) > 1e-6 or round(mant) not in (2, 5):
+            return ""
+        return rf"$\mathdefault{{{round(mant)}\times10^{{{exp}}}}}$"
+
+    return FuncFormatter(fmt)
+
+
 def _accuracy_vs_ratio(df: pd.DataFrame, ax: Axes | None, metric: str, col: str) -> Axes:
     _check_metric(df, metric, col)
     ax = ax if ax is not None else new_axes()
@@ -404,6 +421,7 @@ def accuracy_vs_cost(df: pd.DataFrame, ax: Axes | None = None,
         _empty_note(ax, f"no {col}")
     if x != "latency_ms":
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(_minor_log_label(ax.xaxis))
     return _finish(ax, _axis_name(col), _axis_name(metric))
 
 

@@ -338,3 +338,20 @@ def test_save_figure_png_pdf(tmp_path: Path, table: pd.DataFrame) -> None:
     assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
     assert paths[1].read_bytes()[:4] == b"%PDF"
     assert imread(paths[0]).shape[1] >= 3.0 * 150  # ≥ 150 dpi at ~3.4 in
+
+
+def test_cost_log_axis_minor_labels_do_not_collide() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    ax = plots.new_axes()
+    fmt = plots._minor_log_label(ax.xaxis)
+    ax.set_xscale("log")
+    ax.set_xlim(5e4, 6.5e5)  # about a decade: 2x and 5x labelled only
+    assert [fmt(v, None) for v in (2e4, 3e5, 5e5, 2e5, 6e5)] == [
+        r"$\mathdefault{2\times10^{4}}$", "", r"$\mathdefault{5\times10^{5}}$", r"$\mathdefault{2\times10^{5}}$", ""]
+    ax.set_xlim(1e2, 1e6)  # several decades: no minor labels
+    assert fmt(2e4, None) == ""
+    ax = plots.accuracy_vs_cost(make_table(), x="flops")
+    FigureCanvasAgg(ax.figure).draw()
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert all(r"2\times" in t or r"5\times" in t for t in minor)
