@@ -154,8 +154,32 @@ def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
              or (None if has_dense else "no dense (level 0) rows to compare with"))
 
 
+def _channel_layer_sparsity(layers: pd.DataFrame, run_path: Path) -> pd.DataFrame | None:
+    """A channel run's ``layers.csv`` (layer, channels) as per-layer sparsity: the fraction of
+    each layer's output channels removed, against the dense widths in ``levels/0/state.pt``.
+    Layer names get the ``.weight`` suffix of the unstructured tables so the bars line up."""
+    from prunebench.engine.dense import load_state
+    from prunebench.errors import CorruptFileError
+
+    try:
+        dense = load_state(level_dir(run_path, 0) / "state.pt", "level 0 checkpoint")
+    except (FileNotFoundError, CorruptFileError):
+        return None
+    rows = []
+    for name, channels in zip(layers["layer"].astype(str), pd.to_numeric(layers["channels"])):
+        weight = dense.get(f"{name}.weight")
+        if weight is None or weight.dim() < 2:
+            continue
+        rows.append({"layer": f"{name}.weight", "channels": int(channels), "channels_dense": int(weight.shape[0]),
+                     "sparsity": 1.0 - float(channels) / int(weight.shape[0])})
+    return pd.DataFrame(rows) if rows else None
+
+
 def _layer_figure(df: pd.DataFrame, root: Path, w: _Writer) -> None:
-    """Per-layer sparsity of the last level of the first run of each label, side by side."""
+    """Per-layer sparsity of the last level of the first run of each label, side by side.
+
+    Channel runs show the fraction of each layer's output channels removed.
+    """
     from prunebench import plots
 
     frames = []
@@ -167,9 +191,13 @@ def _layer_figure(df: pd.DataFrame, root: Path, w: _Writer) -> None:
         path = level_dir(runs_dir(root) / run_id, level) / "layers.csv"
         if path.exists():
             try:
-                frames.append(pd.read_csv(path).assign(label=str(label)))
+                layers = pd.read_csv(path)
             except (pd.errors.ParserError, pd.errors.EmptyDataError):
                 continue
+            if "sparsity" not in layers.columns and {"layer", "channels"} <= set(layers.columns):
+                layers = _channel_layer_sparsity(layers, runs_dir(root) / run_id)
+            if layers is not None and "sparsity" in layers.columns:
+                frames.append(layers.assign(label=str(label)))
     reason = None if frames else "no levels/<k>/layers.csv for a pruned level (k >= 1)"
     layers = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     w.figure("layer_sparsity", lambda: plots.layer_sparsity(layers, by="label"), reason)

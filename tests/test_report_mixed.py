@@ -125,3 +125,20 @@ def test_mixed_report_cli_lists_skips_with_reasons(mixed_root: tuple[Path, dict[
     assert "figure accuracy_vs_latency (.png, .pdf)" in out and f"figure pareto_front_{STUDY}" in out
     assert "skipped layer_sensitivity: no runs/<id>/sensitivity.csv" in out
     assert (tmp_path / "ch" / "speedup_measured.png").exists()
+
+
+def test_channel_runs_show_channel_sparsity_per_layer(mixed_root: tuple[Path, dict[str, str]]) -> None:
+    from prunebench.results.store import level_dir, runs_dir
+
+    root, ids = mixed_root
+    run_path = runs_dir(root) / ids["channel"]
+    raw = pd.read_csv(level_dir(run_path, 2) / "layers.csv")
+    assert list(raw.columns) == ["layer", "channels"]
+    layers = report._channel_layer_sparsity(raw, run_path)
+    assert layers is not None and len(layers) == len(raw)
+    assert all(name.endswith(".weight") for name in layers["layer"])
+    expect = 1.0 - layers["channels"] / layers["channels_dense"]
+    assert (layers["sparsity"] == expect).all()
+    classifier = layers.iloc[-1]
+    assert classifier["channels"] == classifier["channels_dense"] == 10 and classifier["sparsity"] == 0.0
+    assert (layers["sparsity"].iloc[:-1] > 0).any()  # hidden widths really shrank
