@@ -390,7 +390,7 @@ def test_output_rate_end_to_end_and_its_validation(compose, tmp_path) -> None:
 def test_lottery_study_configs_expand_to_ticket_and_reinit_runs(compose, experiment) -> None:
     cfg = compose([f"experiment={experiment}"])
     study = cfg["study"]
-    assert set(study["variants"]) == {"ticket", "reinit"} and len(study["seeds"]) >= 2
+    assert {"ticket", "reinit"} <= set(study["variants"]) and len(study["seeds"]) >= 2
     specs = {name: from_config(compose([f"experiment={experiment}", *ov, "study=null"]))
              for name, ov in study["variants"].items()}
     assert specs["ticket"].retrain.name == "weight_rewind" and specs["reinit"].retrain.name == "reinit"
