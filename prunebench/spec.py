@@ -120,6 +120,8 @@ class TrainerSpec:
     deterministic: bool = False
     progress: bool = True
     threads: int | None = None
+    steps_per_call: int = 8  # optimizer steps per Lightning training_step (speed only)
+    fused_optimizer: bool = True  # the optimizer's fused kernel when it has one (speed only)
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,15 @@ def _int(node: Mapping[str, Any], key: str, path: str, *, low: int | None = None
     return value
 
 
+def _bool(node: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
+    value = node.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}={value!r} must be true or false")
+    return value
+
+
 def _float(node: Mapping[str, Any], key: str, path: str) -> float:
     value = node.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -392,6 +403,8 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
         deterministic=bool(tr.get("deterministic", False)),
         progress=bool(tr.get("progress", True)),
         threads=_int(tr, "threads", "trainer", low=1, default=None),
+        steps_per_call=_int(tr, "steps_per_call", "trainer", low=1, default=8),
+        fused_optimizer=_bool(tr, "fused_optimizer", "trainer", default=True),
     )
     me = cfg.get("metrics") or {}
     metrics = MetricsSpec(

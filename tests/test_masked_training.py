@@ -105,3 +105,54 @@ def test_divergence_is_detected() -> None:
     module = Classifier(net, partial(torch.optim.SGD, lr=0.1), mask=mask)
     with pytest.raises(DivergedError, match="training loss became nan"):
         fit(module, ListData(), TrainerSpec(accelerator="cpu"), epochs=2)
+
+
+@pytest.mark.parametrize("k", [3, 8, 100])
+def test_grouped_steps_train_exactly_like_single_steps(k: int) -> None:
+    """steps_per_call only groups steps for Lightning: same steps, same order, same weights."""
+    results = {}
+    for steps in (1, k):
+        net, mask = pruned_net(0.5)
+        module = Classifier(net, partial(torch.optim.Adam, lr=0.01), mask=mask)
+        seen: list[int] = []
+        module.step_hooks.append(lambda m: seen.append(m.optimizer_steps))
+        fit(module, ListData(n=224), TrainerSpec(accelerator="cpu", steps_per_call=steps), epochs=3)  # 7 batches
+        results[steps] = (module.net.state_dict(), module.history, module.optimizer_steps, seen)
+    (sd1, hist1, n1, seen1), (sdk, histk, nk, seenk) = results[1], results[k]
+    assert n1 == nk == 21 and seen1 == seenk == list(range(1, 22))
+    assert [h.get("val_acc") for h in hist1] == [h.get("val_acc") for h in histk]
+    for name in sd1:
+        assert torch.equal(sd1[name], sdk[name]), name
+
+
+def test_max_steps_stops_inside_a_group() -> None:
+    net, mask = pruned_net(0.5)
+    module = Classifier(net, partial(torch.optim.SGD, lr=0.01), mask=mask)
+    fit(module, ListData(n=224), TrainerSpec(accelerator="cpu", steps_per_call=4), epochs=5, max_steps=10)
+    assert module.optimizer_steps == 10
+
+
+def test_fused_kernel_is_used_unless_the_config_chooses() -> None:
+    from prunebench.engine.module import build_optimizer
+
+    params = [nn.Parameter(torch.zeros(3))]
+    assert build_optimizer(partial(torch.optim.Adam, lr=0.1), params).defaults["fused"] is True
+    assert not build_optimizer(partial(torch.optim.Adam, lr=0.1), params, fused=False).defaults["fused"]
+    assert build_optimizer(partial(torch.optim.Adam, lr=0.1, foreach=True), params).defaults["foreach"] is True
+    assert not build_optimizer(partial(torch.optim.Adam, lr=0.1, foreach=True), params).defaults["fused"]
+    # no fused kernel: built as given
+    assert isinstance(build_optimizer(partial(torch.optim.RMSprop, lr=0.1), params), torch.optim.RMSprop)
+
+
+def test_fused_and_plain_adam_train_alike() -> None:
+    finals = []
+    for fused in (True, False):
+        net, mask = pruned_net(0.5)
+        module = Classifier(net, partial(torch.optim.Adam, lr=0.01), mask=mask, select="last")
+        fit(module, ListData(), TrainerSpec(accelerator="cpu", fused_optimizer=fused), epochs=1)
+        assert bool(module.trainer.optimizers[0].defaults["fused"]) is fused
+        params = dict(module.net.named_parameters())
+        finals.append(torch.cat([params[n].detach().flatten() for n in mask]))
+    # rounding differences only (biases in front of BatchNorm have ~0 gradients, whose
+    # Adam steps are +-lr noise, so they are left out)
+    assert (finals[0] - finals[1]).abs().max() < 1e-5

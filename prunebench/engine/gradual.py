@@ -126,11 +126,13 @@ class GradualPruning(pl.Callback):
         if self.learner is not None:
             self.learner.attach(pl_module.net, trainer.optimizers[0])
         self._step(pl_module)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._step(pl_module)
+        # After every optimizer step, not every Lightning batch: fit() may group several
+        # optimizer steps into one Lightning batch (trainer.steps_per_call).
+        pl_module.step_hooks.append(self._step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._step in pl_module.step_hooks:
+            pl_module.step_hooks.remove(self._step)
         if self.learner is not None:
             self.learner.detach()
 
