@@ -226,3 +226,15 @@ def test_python_dash_m_equals_console_script() -> None:
 
     out = subprocess.run([sys.executable, "-m", "prunebench", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "schedule" in out.stdout
+
+
+def test_dense_level_is_its_own_latency_reference(tmp_path: Path) -> None:
+    cli(tmp_path, "schedule=one_shot", "schedule.target_sparsity=0.5", "metrics.latency=true",
+        "metrics.latency_warmup=1", "metrics.latency_repeats=3")
+    (run,) = run_dirs(tmp_path)
+    rows = pd.read_csv(run / "rows.csv")
+    assert (rows["latency_ms"] > 0).all()
+    dense = rows[rows["level"] == 0].iloc[0]
+    assert dense["speedup_measured"] == 1.0 and dense["speedup_theoretical"] == 1.0
+    assert dense["latency_ms"] == dense["latency_ms_dense"]
+    assert (rows["latency_ms_dense"] == dense["latency_ms"]).all()  # one reference for every level
