@@ -238,3 +238,14 @@ def test_dense_level_is_its_own_latency_reference(tmp_path: Path) -> None:
     assert dense["speedup_measured"] == 1.0 and dense["speedup_theoretical"] == 1.0
     assert dense["latency_ms"] == dense["latency_ms_dense"]
     assert (rows["latency_ms_dense"] == dense["latency_ms"]).all()  # one reference for every level
+
+
+def test_exploding_fine_tune_is_recorded_as_diverged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Adam at retrain.lr=10 blows the logits up without reaching NaN: still 'diverged'."""
+    cli(tmp_path, "schedule=one_shot", "schedule.target_sparsity=0.5", "retrain.lr=10", "model.widths=[64,64]")
+    err = capsys.readouterr().err
+    (run,) = run_dirs(tmp_path)
+    rows = pd.read_csv(run / "rows.csv")
+    assert rows["status"].tolist() == ["ok", "diverged"]
+    assert "exceeds 100 x ln(" in rows["error"].iloc[-1]
+    assert "diverged" in err and (run / "DONE").exists()

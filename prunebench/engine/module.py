@@ -30,7 +30,12 @@ SchedulerFactory = Callable[..., Any]
 
 
 class DivergedError(RuntimeError):
-    """Training produced a non-finite loss."""
+    """Training produced a non-finite loss, or one exploding far beyond a uniform guess's."""
+
+
+#: an epoch whose mean training cross-entropy exceeds this many times ln(num_classes) (the
+#: loss of a uniform guess) has diverged; legitimate training never comes near it.
+DIVERGENCE_FACTOR = 100.0
 
 
 class Classifier(pl.LightningModule):
@@ -60,6 +65,7 @@ class Classifier(pl.LightningModule):
         self.best_val_acc = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self._loss_sum: torch.Tensor | None = None
+        self._num_classes = 2
         self._steps = 0
         #: use the optimizer's fused kernel when it has one and none was chosen (set by fit())
         self.fused_optimizer = True
@@ -140,7 +146,9 @@ class Classifier(pl.LightningModule):
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         opt = self._opt
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(self.net(x), y)
+        logits = self.net(x)
+        self._num_classes = logits.shape[-1]
+        loss = nn.functional.cross_entropy(logits, y)
         if self._plain_precision:
             loss.backward()
         else:
@@ -174,6 +182,13 @@ class Classifier(pl.LightningModule):
         train_loss = float(self._loss_sum) / max(self._steps, 1) if self._loss_sum is not None else math.nan
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in epoch {self.current_epoch}")
+        # Exploding without overflowing (e.g. Adam at lr=10): an epoch's mean cross-entropy
+        # far above that of a uniform guess, ln(C), means the logits blew up.
+        limit = DIVERGENCE_FACTOR * math.log(max(self._num_classes, 2))
+        if train_loss > limit:
+            raise DivergedError(
+                f"training loss {train_loss:.4g} in epoch {self.current_epoch} exceeds {DIVERGENCE_FACTOR:g} x "
+                f"ln({self._num_classes} classes) = {limit:.4g}: the logits exploded (learning rate too high?)")
         if self.history and self.history[-1]["epoch"] == self.current_epoch:
             self.history[-1]["train_loss"] = train_loss
         else:
