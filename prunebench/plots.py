@@ -81,6 +81,11 @@ PALETTE: dict[str, str] = {
     "magnitude/one_shot/finetune/channel": "#637939",
     "magnitude/iterative/finetune/channel": "#843c39",
     "taylor/one_shot/finetune/channel": "#7b4173",
+    # labels of the lottery-ticket studies (label=... in their configs)
+    "ticket": "#2ca02c",
+    "ticket_init": "#98df8a",
+    "reinit": "#7f7f7f",
+    "random_mask": "#c7c7c7",
 }
 FALLBACK = [
     "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476",
@@ -128,6 +133,30 @@ def style(label: str) -> dict[str, Any]:
     marker = MARKERS.get(schedule) or FALLBACK_MARKERS[_stable_index(schedule, len(FALLBACK_MARKERS))]
     linestyle = LINESTYLES.get(parts[3], "-") if len(parts) > 3 else "-"
     return {"color": color, "marker": marker, "linestyle": linestyle}
+
+
+def styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`style` for every label of one figure, with no two curves sharing a colour.
+
+    Fixed (PALETTE) colours stay; a hashed colour already taken in this figure moves to the
+    next free one of FALLBACK (labels in sorted order, so the result is deterministic).
+    """
+    out = {lab: style(lab) for lab in sorted(set(labels))}
+    taken = {st["color"] for lab, st in out.items() if lab in PALETTE}
+    for lab in sorted(out):
+        if lab in PALETTE:
+            continue
+        color = out[lab]["color"]
+        if color in taken:
+            start = FALLBACK.index(color) if color in FALLBACK else 0
+            for j in range(1, len(FALLBACK) + 1):
+                cand = FALLBACK[(start + j) % len(FALLBACK)]
+                if cand not in taken:
+                    color = cand
+                    break
+            out[lab] = out[lab] | {"color": color}
+        taken.add(color)
+    return out
 
 
 def new_axes(figsize: tuple[float, float] = FIGSIZE) -> Axes:
@@ -243,9 +272,10 @@ def _draw_curves(ax: Axes, agg: pd.DataFrame, xscale: float, yscale: float, suff
                  **kwargs: Any) -> None:
     """One errorbar container per curve; its label is the curve's legend name."""
     multi = agg[["dataset", "model"]].drop_duplicates().shape[0] > 1
+    figure_styles = styles([str(v) for v in agg["label"].unique()])
     for _, pts in agg.groupby(["dataset", "model", "label"], sort=True):
         first = pts.iloc[0]
-        st = style(str(first["label"])) | kwargs
+        st = figure_styles[str(first["label"])] | kwargs
         ax.errorbar(
             pts["x"].to_numpy(float) * xscale,
             pts["mean"].to_numpy(float) * yscale,

@@ -355,3 +355,26 @@ def test_cost_log_axis_minor_labels_do_not_collide() -> None:
     FigureCanvasAgg(ax.figure).draw()
     minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
     assert all(r"2\times" in t or r"5\times" in t for t in minor)
+
+
+def test_curves_of_one_figure_never_share_a_colour() -> None:
+    from prunebench.plots import FALLBACK, PALETTE, style, styles
+
+    # find two labels outside the palette whose hashed colours collide
+    seen: dict[str, str] = {}
+    pair = None
+    for i in range(500):
+        lab = f"method{i}/one_shot/finetune"
+        c = style(lab)["color"]
+        if c in seen:
+            pair = (seen[c], lab)
+            break
+        seen[c] = lab
+    assert pair is not None
+    out = styles([*pair, "magnitude/one_shot/finetune"])
+    colours = [st["color"] for st in out.values()]
+    assert len(set(colours)) == 3
+    assert out["magnitude/one_shot/finetune"]["color"] == PALETTE["magnitude/one_shot/finetune"]
+    assert all(c in FALLBACK for lab, c in zip(out, colours) if lab not in PALETTE)
+    assert styles(list(reversed([*pair]))) == styles(list(pair))  # order-independent
+    assert styles(["ticket", "ticket_init", "reinit"])["reinit"]["color"] != styles(["ticket_init"])["ticket_init"]["color"]
