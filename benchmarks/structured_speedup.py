@@ -9,6 +9,10 @@ A control row per model: an unstructured (masked, global magnitude) model with a
 nonzero parameters as the channel-pruned model at ratio 0.5 — fewer "effective" FLOPs
 on paper, but dense kernels do not skip zeros, so no latency gain.
 
+Rows ``dense_cl`` and ``0.5_cl`` time the same two models in channels-last memory
+format (oneDNN's preferred layout), the pruned one against the NHWC dense model: narrow
+layers (ResNet-56's 8-channel stage after pruning) lose less to layout conversions there.
+
 Target (issue "Structured pruning"): at batch 64 and ratio 0.5 the measured speedup is
 at least 0.7 x the FLOPs speedup. CPU timings on a shared machine are noisy; latencies
 are the best of several interleaved rounds (dense and pruned models timed in turn, so
@@ -87,6 +91,17 @@ def unstructured_like(dense: nn.Module, params_target: int) -> tuple[nn.Module, 
     return net, densities
 
 
+class ChannelsLast(nn.Module):
+    """``model`` with channels-last weights, fed channels-last inputs (NHWC for oneDNN)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
 def row(**values: object) -> str:
     return " ".join(format(format(values[name], spec), _align(name)) for name, spec in COLUMNS)
 
@@ -96,7 +111,7 @@ def header() -> str:
 
 
 def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repeats: int,
-              warmup: int) -> tuple[list[str], list[str]]:
+              warmup: int, channels_last: bool = True) -> tuple[list[str], list[str]]:
     """Table rows and target verdicts for one model."""
     torch.manual_seed(0)
     dense = build_model(name, (3, 32, 32), 10).eval()
@@ -118,18 +133,23 @@ def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repea
         eff, _ = effective_flops(masked, x, densities)
         variants.append(("unstr@0.5", masked, count_nonzero(masked), dense_flops / eff))
 
+    if channels_last:  # the same dense and ratio-0.5 models in NHWC memory format, against each other
+        for label, m, params, fs in list(variants):
+            if label in ("dense", "0.5"):
+                variants.append((f"{label}_cl", ChannelsLast(m).eval(), params, fs))
     models = {label: m for label, m, _, _ in variants}
     b1 = interleaved_latency(models, torch.randn(1, 3, 32, 32), rounds, repeats * 3, warmup)  # short: more passes
     bb = interleaved_latency(models, torch.randn(big_batch, 3, 32, 32), rounds, repeats, warmup)
 
     lines, verdicts = [], []
     for label, _, params, fs in variants:
-        s1, sb = b1["dense"] / b1[label], bb["dense"] / bb[label]
+        ref = "dense_cl" if label.endswith("_cl") else "dense"
+        s1, sb = b1[ref] / b1[label], bb[ref] / bb[label]
         lines.append(row(model=name, ratio=label, params=params, params_ratio=params / dense_params,
                          flops_speedup=fs, latency_b1_ms=b1[label], speedup_b1=s1, latency_b64_ms=bb[label],
                          speedup_b64=sb, **{"meas/flops_b64": sb / fs}))
-        if label == "0.5":
-            verdicts.append(f"{name}: ratio 0.5, batch {big_batch}: measured {sb:.2f}x vs 0.7 x FLOPs "
+        if label in ("0.5", "0.5_cl"):
+            verdicts.append(f"{name}: ratio {label}, batch {big_batch}: measured {sb:.2f}x vs 0.7 x FLOPs "
                             f"{0.7 * fs:.2f}x -> {'PASS' if sb >= 0.7 * fs else 'FAIL'}")
     return lines, verdicts
 
@@ -144,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="skip the NHWC (channels_last) rows for dense and ratio 0.5")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats, args.warmup = 2, 3, 2
@@ -156,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     print(header())
     verdicts = []
     for name in args.models:
-        lines, model_verdicts = run_model(name, args.ratios, args.batch, args.rounds, args.repeats, args.warmup)
+        lines, model_verdicts = run_model(name, args.ratios, args.batch, args.rounds, args.repeats, args.warmup,
+                                          args.channels_last)
         print("\n".join(lines), flush=True)
         verdicts += model_verdicts
     print("target: measured speedup >= 0.7 x FLOPs speedup at batch", args.batch, "and ratio 0.5")
