@@ -95,6 +95,9 @@ MARKERS = {"one_shot": "o", "iterative": "s", "gradual": "^"}
 FALLBACK_MARKERS = ["D", "v", "P", "X", "<", ">", "h", "*"]
 LINESTYLES = {"channel": "-.", "nm": ":"}
 DENSE_COLOR = "0.25"
+#: legends with more entries than this go beside the axes (saved figures grow to fit)
+LEGEND_INSIDE_MAX = 6
+LEGEND_WIDTH = 2.2  # inches added to a single-axes figure for a legend beside it
 
 #: Human names and units for axis labels.
 _NAMES = {
@@ -172,8 +175,16 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, legend: bool = True, title: str 
     ax.grid(True, which="major", alpha=0.3, linewidth=0.5)
     if title:
         ax.set_title(title, fontsize=FONT["title"])
-    if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=FONT["legend"], frameon=False, loc="best")
+    handles = ax.get_legend_handles_labels()[0]
+    if legend and handles:
+        if len(handles) > LEGEND_INSIDE_MAX:  # many curves: beside the axes, not over the data
+            fig = ax.figure
+            if isinstance(fig, Figure) and len(fig.axes) == 1:  # widen so the axes keep their size
+                w, h = fig.get_size_inches()
+                fig.set_size_inches(w + LEGEND_WIDTH, h)
+            ax.legend(fontsize=FONT["legend"], frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            ax.legend(fontsize=FONT["legend"], frameon=False, loc="best")
     return ax
 
 

@@ -129,8 +129,23 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
     result.written += [out / "summary.md", out / "summary.tex"]
 
 
-def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
+def _curve_figures(df: pd.DataFrame, w: _Writer, suffix: str = "") -> None:
     from prunebench import plots
+
+    if not suffix:
+        groups = df[["dataset", "model"]].dropna().drop_duplicates()
+        if len(groups) > 1:  # one readable set per data set and model, beside the overview
+            for _, g in groups.sort_values(["dataset", "model"]).iterrows():
+                sub = df[(df["dataset"] == g["dataset"]) & (df["model"] == g["model"])]
+                _curve_figures(sub, w, suffix=f"__{_safe_name(str(g['dataset']))}_{_safe_name(str(g['model']))}")
+
+    writer = w
+
+    class _Suffixed:
+        def figure(self, name: str, draw: Callable[[], Any], reason: str | None = None) -> None:
+            writer.figure(name + suffix, draw, reason)
+
+    w = _Suffixed() if suffix else writer  # type: ignore[assignment]
 
     has_pruned = _finite(df, "test_acc")
     no_pruned = None if has_pruned else "no pruned levels (level >= 1) with test_acc"

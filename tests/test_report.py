@@ -161,3 +161,29 @@ def test_report_draws_layer_sensitivity_files(tmp_path: Path) -> None:
     # With filters, only runs that have rows in the filtered table count.
     res = report.build_report(root, tmp_path / "filtered", filters={"run_id": [ids[1]]})
     assert list(k for k in res.figures if k.startswith("layer_sensitivity")) == ["layer_sensitivity"]
+
+
+def test_several_datasets_get_one_figure_set_each(tmp_path: Path) -> None:
+    one = make_table()
+    two = one.copy()
+    two["run_id"] = two["run_id"].astype(str) + "x"
+    two["dataset"], two["model"] = "synthetic", "vgg11_bn"
+    root = write_root(tmp_path / "mixed", pd.concat([one, two], ignore_index=True), layers=False)
+    res = report.build_report(root, tmp_path / "rep")
+    groups = sorted({f"__{d}_{m}" for d, m in zip(one["dataset"], one["model"])} | {"__synthetic_vgg11_bn"})
+    assert len(groups) == 2
+    for g in groups:
+        assert res.figures["accuracy_vs_sparsity" + g][0].name == f"accuracy_vs_sparsity{g}.png"
+    assert "accuracy_vs_sparsity" in res.figures  # the overview with every curve stays
+    # a crowded legend goes beside the axes, and the figure grows to keep the axes' size
+    from matplotlib.figure import Figure
+
+    from prunebench import plots
+
+    ax = plots.new_axes()
+    for i in range(plots.LEGEND_INSIDE_MAX + 1):
+        ax.plot([0, 1], [i, i], label=f"c{i}")
+    plots._finish(ax, "x", "y")
+    assert isinstance(ax.figure, Figure)
+    assert ax.figure.get_size_inches()[0] == pytest.approx(plots.FIGSIZE[0] + plots.LEGEND_WIDTH)
+    assert ax.get_legend()._loc == 2  # upper left (anchored outside)
