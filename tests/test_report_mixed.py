@@ -35,7 +35,6 @@ def _spec(compose: Callable[[Sequence[str]], dict[str, Any]], root: Path, *overr
 @pytest.fixture(scope="module")
 def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     import optuna
-    import torch
     from conftest import compose_cfg
 
     from prunebench.analysis import SENSITIVITY_FILE, layer_sensitivity

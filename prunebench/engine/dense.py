@@ -8,12 +8,10 @@ atomically, so a killed trainer leaves no half-written checkpoint behind.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,20 +22,8 @@ from torch import nn
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, clone_state
 from prunebench.errors import CorruptFileError
-from prunebench.results.store import atomic_write_bytes, atomic_write_text, write_table
+from prunebench.results.store import atomic_write_bytes, atomic_write_text, file_lock, write_table
 from prunebench.spec import RunSpec
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock held while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, check_range

@@ -8,25 +8,11 @@ file lock next to the database file, PostgreSQL an advisory lock, MySQL ``GET_LO
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Exclusive ``flock`` on ``path`` while the block runs (released if the process dies)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+from prunebench.results.store import file_lock  # noqa: F401 - re-exported for sweep code
 
 
 def _key(name: str) -> int:
