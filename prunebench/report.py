@@ -72,12 +72,14 @@ def _safe_name(text: str) -> str:
 class _Writer:
     """Draws figures into ``out`` and books what was written or skipped."""
 
-    def __init__(self, result: ReportResult) -> None:
+    def __init__(self, result: ReportResult, suffix: str = "") -> None:
         self.result = result
+        self.suffix = suffix  # appended to every figure name (per data set/model sets)
 
     def figure(self, name: str, draw: Callable[[], Any], reason_if_skipped: str | None = None) -> None:
         from prunebench import plots
 
+        name += self.suffix
         if reason_if_skipped:
             self.result.skipped[name] = reason_if_skipped
             return
@@ -129,23 +131,16 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
     result.written += [out / "summary.md", out / "summary.tex"]
 
 
-def _curve_figures(df: pd.DataFrame, w: _Writer, suffix: str = "") -> None:
+def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
     from prunebench import plots
 
-    if not suffix:
+    if not w.suffix:
         groups = df[["dataset", "model"]].dropna().drop_duplicates()
         if len(groups) > 1:  # one readable set per data set and model, beside the overview
             for _, g in groups.sort_values(["dataset", "model"]).iterrows():
                 sub = df[(df["dataset"] == g["dataset"]) & (df["model"] == g["model"])]
-                _curve_figures(sub, w, suffix=f"__{_safe_name(str(g['dataset']))}_{_safe_name(str(g['model']))}")
-
-    writer = w
-
-    class _Suffixed:
-        def figure(self, name: str, draw: Callable[[], Any], reason: str | None = None) -> None:
-            writer.figure(name + suffix, draw, reason)
-
-    w = _Suffixed() if suffix else writer  # type: ignore[assignment]
+                suffix = f"__{_safe_name(str(g['dataset']))}_{_safe_name(str(g['model']))}"
+                _curve_figures(sub, _Writer(w.result, suffix))
 
     has_pruned = _finite(df, "test_acc")
     no_pruned = None if has_pruned else "no pruned levels (level >= 1) with test_acc"

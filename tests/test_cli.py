@@ -124,7 +124,6 @@ def test_failed_level_is_redone_on_resume(tmp_path: Path) -> None:
 
 
 def test_study_runs_every_variant_and_seed_and_reports(tmp_path: Path) -> None:
-    exp = tmp_path / "conf"
     cli(tmp_path, "schedule=one_shot", "study={seeds: [0, 1], variants: {a: ['schedule.target_sparsity=0.5'], "
                   "b: ['schedule.target_sparsity=0.9']}}", "report=true")
     runs = run_dirs(tmp_path)
@@ -135,7 +134,6 @@ def test_study_runs_every_variant_and_seed_and_reports(tmp_path: Path) -> None:
     report = tmp_path / "report"
     assert (report / "results.parquet").exists() and (report / "accuracy_vs_sparsity.png").exists()
     assert len(pd.read_parquet(report / "results.parquet")) == len(df) == 8
-    assert not exp.exists()
 
 
 @pytest.mark.parametrize(
@@ -152,7 +150,7 @@ def test_study_runs_every_variant_and_seed_and_reports(tmp_path: Path) -> None:
 def test_bad_input_is_rejected_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                override: str, expected: str) -> None:
     err = bad(tmp_path, capsys, override)
-    assert err.startswith("error:") or "error:" in err
+    assert "error:" in err
     assert expected in err
     assert "Traceback" not in err
     assert not run_dirs(tmp_path)

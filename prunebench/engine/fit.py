@@ -31,7 +31,7 @@ os.environ.setdefault("PL_DISABLE_FORK", "1")
 # fork-based strategies, which prunebench never uses). With it, every Adam/AdamW step asks
 # torch.cuda.is_available() through NVML: a dlopen per step, ~80 µs, which was ~15% of a
 # step of the MNIST-1D MLP on a CPU. The runtime check is cached after the first call.
-os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = os.environ.get("PRUNEBENCH_NVML_CUDA_CHECK", "0")
+os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "0"
 
 
 class GroupedLoader:

@@ -65,7 +65,7 @@ class Classifier(pl.LightningModule):
         self.best_val_acc = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self._loss_sum: torch.Tensor | None = None
-        self._num_classes = 2
+        self._classes: int | None = None  # logits per sample, seen at the first training step
         self._steps = 0
         #: use the optimizer's fused kernel when it has one and none was chosen (set by fit())
         self.fused_optimizer = True
@@ -147,7 +147,8 @@ class Classifier(pl.LightningModule):
         opt = self._opt
         opt.zero_grad(set_to_none=True)
         logits = self.net(x)
-        self._num_classes = logits.shape[-1]
+        if self._classes is None:  # once: the divergence limit scales with ln(classes)
+            self._classes = logits.shape[-1]
         loss = nn.functional.cross_entropy(logits, y)
         if self._plain_precision:
             loss.backward()
@@ -184,11 +185,12 @@ class Classifier(pl.LightningModule):
             raise DivergedError(f"training loss became {train_loss} in epoch {self.current_epoch}")
         # Exploding without overflowing (e.g. Adam at lr=10): an epoch's mean cross-entropy
         # far above that of a uniform guess, ln(C), means the logits blew up.
-        limit = DIVERGENCE_FACTOR * math.log(max(self._num_classes, 2))
+        classes = self._classes or 2
+        limit = DIVERGENCE_FACTOR * math.log(max(classes, 2))
         if train_loss > limit:
             raise DivergedError(
                 f"training loss {train_loss:.4g} in epoch {self.current_epoch} exceeds {DIVERGENCE_FACTOR:g} x "
-                f"ln({self._num_classes} classes) = {limit:.4g}: the logits exploded (learning rate too high?)")
+                f"ln({classes} classes) = {limit:.4g}: the logits exploded (learning rate too high?)")
         if self.history and self.history[-1]["epoch"] == self.current_epoch:
             self.history[-1]["train_loss"] = train_loss
         else:
