@@ -1,9 +1,16 @@
 """Command line: ``prunebench [hydra overrides]`` (also ``python -m prunebench``).
 
-With no arguments it runs the quickstart study (``experiment=quickstart``): the classic
-one-shot vs iterative magnitude pruning comparison on MNIST-1D, then writes the report.
-Hydra stops here: the composed config becomes typed RunSpecs (prunebench.spec) and
-nothing below this module sees a DictConfig.
+``prunebench experiment=quickstart`` runs the main job (one-shot vs iterative magnitude
+pruning on MNIST-1D, 3 seeds) and writes the report; ``prunebench`` alone runs the one
+default run of ``conf/config.yaml``. Hydra stops here: the composed config becomes typed
+RunSpecs (prunebench.spec) and nothing below this module sees a DictConfig.
+
+Exit status: 0 when every run finished (``ok`` or ``diverged``, which is a result and is
+recorded as such); 1 when a run failed (its row says ``failed``; the summary counts it);
+2 for bad input (an unknown key, name or group option, a value out of range, missing or
+corrupt files), reported before anything trains.
+
+``prunebench describe GROUP/NAME`` prints the typed options of one entry.
 """
 
 from __future__ import annotations
@@ -16,32 +23,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
 from prunebench.errors import ConfigError
+from prunebench.log import log
 from prunebench.spec import RunSpec, from_config
 
 CONF_DIR = os.environ.get("PRUNEBENCH_CONF", str(Path(__file__).resolve().parent.parent / "conf"))
-QUICKSTART = "experiment=quickstart"
+
+#: Set once the task function runs: a SystemExit(1) before it is Hydra rejecting the command line.
+_STARTED = False
 
 
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    return container
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec]:
+def expand_study(cfg: Any, task_overrides: Sequence[str]) -> list[RunSpec]:
     """One RunSpec per (variant, seed) of ``cfg.study``, composed like the command line would."""
     from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from prunebench.sweep.common import plain_config
 
     study = cfg.study
     seeds = list(study.get("seeds") or [cfg.seed])
@@ -52,7 +50,7 @@ def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec
         for seed in seeds:
             try:
                 sub = compose(config_name="config", overrides=[*base, *list(overrides), f"seed={seed}", "study=null"])
-                specs.append(from_config(_plain(sub)))
+                specs.append(from_config(plain_config(sub)))
             except ConfigError as exc:
                 raise ConfigError(f"study variant {name!r}: {exc}") from exc
             except (HydraException, OmegaConfBaseException) as exc:  # bad override in the variant
@@ -60,52 +58,66 @@ def expand_study(cfg: DictConfig, task_overrides: Sequence[str]) -> list[RunSpec
     return specs
 
 
-def execute_specs(specs: Sequence[RunSpec], log: Any = _log, on_level: Any = None) -> list[Any]:
-    """Run specs in order (validating each before it trains); failures are recorded, not raised."""
+def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None) -> list[Any]:
+    """Run specs in order (every one validated before the first trains); failures are recorded, not raised."""
     from prunebench.engine.loop import Run, RunOutcome
+    from prunebench.results.store import DONE, file_lock
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
-    if total > 1:
-        # Preflight every run of a study before the first one trains: a bad variant (missing
-        # data, corrupt checkpoint, invalid combination) must not surface an hour in.
-        for spec in specs:
-            r = Run(spec, log, on_level)
-            if not (r.path / "DONE").exists():
-                r.prepare()
-    for i, spec in enumerate(specs, start=1):
-        r = Run(spec, log, on_level)
-        if (r.path / "DONE").exists():
+    runs = [Run(spec, log, on_level) for spec in specs]
+    # Preflight every run before the first one trains: a bad variant (missing data, corrupt
+    # checkpoint, invalid combination, optimizer argument) must not surface an hour in.
+    prepared: set[str] = set()
+    for r in runs:
+        if not (r.path / DONE).exists() and r.spec.run_id not in prepared:
+            r.prepare()
+            prepared.add(r.spec.run_id)
+    for i, r in enumerate(runs, start=1):
+        spec = r.spec
+        if (r.path / DONE).exists():
             log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
             outcomes.append(r.execute())
             continue
         log(f"[{i}/{total}] {spec.describe()} -> {r.path}")
-        r.prepare()  # bad input raises here, before anything trains
-        try:
-            outcomes.append(r.execute())
-        except ConfigError:
-            raise
-        except Exception as exc:  # a failing run is recorded; a sweep goes on
-            # Sweeps (issue 6): a LevelHook may stop a run on purpose; its exception names the
-            # status to record (prunebench.sweep.trial.LevelPruned → "pruned").
-            status = str(getattr(exc, "run_status", "failed"))
-            r._record_failure(status, f"{type(exc).__name__}: {exc}")
-            (r.path / "error.txt").write_text(traceback.format_exc())
-            log(f"run {spec.run_id} {status}: {exc}")
+        # One launcher at a time per run: a second one waits here, then finds it finished.
+        lock = Path(spec.root) / "locks" / f"{spec.run_id}.lock"
+        with file_lock(lock, on_wait=lambda: log(f"  run {spec.run_id} is running in another process; waiting")):
+            if (r.path / DONE).exists():
+                log(f"  run {spec.run_id} was finished by another process; skipped")
+                outcomes.append(r.execute())
+                continue
+            try:
+                outcomes.append(r.execute())
+            except ConfigError:
+                raise
+            except Exception as exc:  # a failing run is recorded; a study goes on
+                # Sweeps: a LevelHook may stop a run on purpose; its exception names the
+                # status to record (prunebench.sweep.trial.LevelPruned → "pruned").
+                status = str(getattr(exc, "run_status", "failed"))
+                r.path.mkdir(parents=True, exist_ok=True)
+                r._record_failure(status, f"{type(exc).__name__}: {exc}")
+                (r.path / "error.txt").write_text(traceback.format_exc())
+                from prunebench.results.store import read_rows
+
+                outcomes.append(RunOutcome(spec.run_id, r.path, read_rows(r.path), False, status))
     return outcomes
 
 
-def write_report(root: str) -> None:
-    try:
-        from prunebench.report import build_report
-    except ImportError:  # pragma: no cover - report module is part of the package
-        return
-    result = build_report(root)
-    out = getattr(result, "out", Path(root) / "report")
-    _log(f"report: {out}")
+def summarise(outcomes: Sequence[Any], seconds: float) -> tuple[str, int]:
+    """The closing line and the exit status of a batch of runs."""
+    trained = sum(not o.skipped for o in outcomes)
+    by_status: dict[str, int] = {}
+    for o in outcomes:
+        by_status[o.status] = by_status.get(o.status, 0) + 1
+    failed = by_status.get("failed", 0)
+    extra = "".join(f", {n} {s}" for s, n in sorted(by_status.items()) if s != "ok")
+    line = (f"{len(outcomes)} run(s): {trained} trained, {len(outcomes) - trained} skipped{extra}; "
+            f"{seconds:.1f}s")
+    return line, 1 if failed else 0
 
 
-def run_config(cfg: DictConfig) -> float | dict[str, float] | None:
+def run_config(cfg: Any) -> float | dict[str, float] | None:
     """Run what ``cfg`` describes (one run or a study); return the objective for sweepers.
 
     A trial of an Optuna sweep (``cfg.optuna`` set by the sweeper) returns the final
@@ -113,11 +125,12 @@ def run_config(cfg: DictConfig) -> float | dict[str, float] | None:
     """
     from hydra.core.hydra_config import HydraConfig
 
+    from prunebench.sweep.common import plain_config
+
     if cfg.get("optuna"):
-        # Sweeps (issue 6): report levels to the trial, honour its pruner, tell the study.
         from prunebench.sweep.trial import run_trial
 
-        return run_trial(cfg, lambda: [from_config(_plain(cfg))], execute_specs)
+        return run_trial(plain_config(cfg), lambda: [from_config(plain_config(cfg))], execute_specs)
 
     try:
         hc = HydraConfig.get()
@@ -126,16 +139,16 @@ def run_config(cfg: DictConfig) -> float | dict[str, float] | None:
     except ValueError:
         task_overrides, multirun = [], False
     start = time.perf_counter()
-    if cfg.get("study"):
-        specs = expand_study(cfg, task_overrides)
-    else:
-        specs = [from_config(_plain(cfg))]
+    specs = expand_study(cfg, task_overrides) if cfg.get("study") else [from_config(plain_config(cfg))]
     outcomes = execute_specs(specs)
-    trained = sum(not o.skipped for o in outcomes)
-    _log(f"{len(outcomes)} run(s), {trained} trained, {len(outcomes) - trained} skipped, "
-         f"{time.perf_counter() - start:.1f}s")
+    line, status = summarise(outcomes, time.perf_counter() - start)
+    log(line)
     if cfg.get("report", True) and not multirun:
+        from prunebench.report import write_report
+
         write_report(specs[0].root)
+    if status and not multirun:
+        sys.exit(status)
     last = outcomes[-1].rows if outcomes else None
     if last is None or not len(last):
         return None
@@ -143,23 +156,49 @@ def run_config(cfg: DictConfig) -> float | dict[str, float] | None:
     return None if val != val else float(val)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | dict[str, float] | None:
+def _task(cfg: Any) -> float | dict[str, float] | None:
+    global _STARTED
+    _STARTED = True
     try:
         return run_config(cfg)
     except ConfigError as exc:
         # Bad input: one clear line, no traceback, exit status 2 (before anything trained).
-        _log(f"error: {exc}")
+        log(f"error: {exc}")
         sys.exit(2)
 
 
+def describe_main(args: Sequence[str]) -> int:
+    from prunebench import catalog
+
+    if len(args) != 1 or "/" not in args[0]:
+        groups = ", ".join(f"{g}/<name>" for g in catalog.GROUPS)
+        log(f"usage: prunebench describe GROUP/NAME  (GROUP/NAME one of: {groups})")
+        return 2
+    group, name = args[0].split("/", 1)
+    try:
+        print(catalog.describe(group, name))
+    except ConfigError as exc:
+        log(f"error: {exc}")
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    import hydra
+
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    if len(sys.argv) == 1:
-        _log("prunebench: no overrides given, running the quickstart study (experiment=quickstart)")
-        sys.argv.append(QUICKSTART)
-    _hydra_main()
+    if sys.argv[1:2] == ["describe"]:
+        sys.exit(describe_main(sys.argv[2:]))
+    entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
+    try:
+        entry()
+    except SystemExit as exc:
+        # Hydra reports a bad command line (unknown group option, parse error) and exits 1
+        # before our task runs: that is bad input, status 2 as documented.
+        if exc.code == 1 and not _STARTED:
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

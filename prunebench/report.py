@@ -334,6 +334,14 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def write_report(root: str, log: Any = None) -> None:
+    """Build the report under ``root`` and say where it went (the CLI's and the sweeps' last step)."""
+    from prunebench.log import log as default_log
+
+    result = build_report(root)
+    (log or default_log)(f"report: {getattr(result, 'out', Path(root) / 'report')}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code (0 ok, 1 nothing to report, 2 bad input)."""
     import matplotlib

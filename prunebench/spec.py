@@ -1,12 +1,18 @@
 """Typed, validated run specifications.
 
 The composed Hydra config is converted here, once, into frozen dataclasses; library code
-never sees ``DictConfig``. Validation happens at conversion time, so bad input fails
-with a message naming the key and value *before* any data is loaded or model trained.
+never sees ``DictConfig``. Conversion (:func:`from_config`) imports no torch: unknown
+names, unknown keys and bad values fail within a second or two of launch, naming the key
+and the value. What needs the model, the data or torch (optimizer arguments, the
+accelerator, factory keyword arguments) is checked by :meth:`RunSpec.check_deep` in the
+run's preflight, still before anything trains.
 
-Run identity (:meth:`RunSpec.run_id`) hashes what determines a run's results with every
-value that equals its default omitted, so adding a new option with a default leaves the
-ids of old runs unchanged (OpenLTH's rule).
+Run identity (:attr:`RunSpec.run_id`) hashes what determines a run's results with every
+value equal to its default omitted (each options dataclass drops its defaults; data and
+model keyword arguments equal to the factory's defaults are dropped), so adding a new
+option with a default leaves old ids unchanged (OpenLTH's rule). Settings that change
+numbers (precision, deterministic algorithms, the optimizer kernel, the intra-op thread
+count, the device type, a pretrained start's file content) are part of it.
 """
 
 from __future__ import annotations
@@ -16,15 +22,27 @@ import hashlib
 import importlib
 import inspect
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from prunebench.errors import ConfigError, check_range, unknown_name
+from prunebench import catalog
+from prunebench.errors import ConfigError, check_range
+from prunebench.options import Options, parse_bool, parse_float, parse_int, unknown_key
 
-STRUCTURES = ("unstructured", "channel", "nm")
+#: Bumped when the engine's semantics change so that old results must not be reused
+#: (2: one seeding policy, typed options).
+IDENTITY_VERSION = 2
+
+STRUCTURES = tuple(catalog.STRUCTURES.names())
+PRECISIONS = {"32-true": "32-true", "32": "32-true", "16-mixed": "16-mixed", "16": "16-mixed",
+              "bf16-mixed": "bf16-mixed", "bf16": "bf16-mixed", "16-true": "16-true", "bf16-true": "bf16-true",
+              "64-true": "64-true", "64": "64-true"}
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+TOP_LEVEL_KEYS = ("seed", "data", "model", "train", "pruning", "schedule", "retrain", "trainer", "metrics", "paths",
+                  "study", "label", "experiment_name", "report", "optuna", "sweep", "logger", "claims")
 
 
 def _locate(path: str, key: str) -> Callable[..., Any]:
@@ -48,18 +66,34 @@ class CallSpec:
     def identity(self) -> dict[str, Any]:
         return {"_target_": self.target, **dict(self.kwargs)}
 
+    def check(self, key: str, skip_first: int = 1) -> None:
+        """Import the target and check its keyword arguments (torch-heavy; preflight)."""
+        fn = _locate(self.target, f"{key}._target_")
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        valid = [n for n in list(params)[skip_first:]]
+        for k in self.kwargs:
+            if k not in valid:
+                raise ConfigError(f"{key}.{k} is not an argument of {self.target}; valid: {', '.join(valid)}")
+
     @classmethod
-    def parse(cls, node: Mapping[str, Any] | None, key: str) -> CallSpec | None:
+    def parse(cls, node: Any, key: str) -> CallSpec | None:
         if node is None:
             return None
         if not isinstance(node, Mapping) or "_target_" not in node:
             raise ConfigError(f"{key} must be a mapping with a _target_ (e.g. torch.optim.Adam); got {node!r}")
         kwargs = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
-        spec = cls(str(node["_target_"]), kwargs)
-        _locate(spec.target, f"{key}._target_")
-        if "lr" in kwargs and kwargs["lr"] is not None:
-            check_range(f"{key}.lr", float(kwargs["lr"]), 0.0, None, low_inclusive=False)
-        return spec
+        if kwargs.get("lr") is not None:
+            check_range(f"{key}.lr", parse_float(kwargs["lr"], f"{key}.lr"), 0.0, None, low_inclusive=False)
+        return cls(str(node["_target_"]), kwargs)
+
+
+def parse_callspec(value: Any, key: str) -> CallSpec | None:
+    return CallSpec.parse(value, key)
 
 
 @dataclass(frozen=True)
@@ -76,6 +110,18 @@ class TrainSpec:
     optimizer: CallSpec
     scheduler: CallSpec | None = None
     max_steps: int | None = None  # stop dense training after this many optimizer steps
+    init_from: str | None = None  # a pretrained state dict / Lightning checkpoint to start from
+    init_from_sha256: str | None = None  # its content hash, taken when the config was parsed
+
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"epochs": self.epochs, "optimizer": self.optimizer.identity()}
+        if self.scheduler is not None:
+            out["scheduler"] = self.scheduler.identity()
+        if self.max_steps is not None:
+            out["max_steps"] = self.max_steps
+        if self.init_from is not None:
+            out["init_from_sha256"] = self.init_from_sha256 or file_sha256(self.init_from, "train.init_from")
+        return out
 
 
 @dataclass(frozen=True)
@@ -85,8 +131,27 @@ class PruningSpec:
     structure: str = "unstructured"
     prune_output: bool = True
     prune_first: bool = True
-    calibration_batches: int = 8
-    options: Mapping[str, Any] = field(default_factory=dict)  # method-specific keys
+    method_options: Options = field(default_factory=Options)
+    structure_options: Options = field(default_factory=lambda: catalog.UnstructuredOptions())
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Method and structure options by key (as in the config's flat ``pruning`` node)."""
+        return {**self.method_options.as_dict(), **self.structure_options.as_dict()}
+
+    @property
+    def calibration_batches(self) -> int:
+        return int(getattr(self.method_options, "calibration_batches", 0))
+
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "scope": self.scope}
+        if self.structure != "unstructured":
+            out["structure"] = self.structure
+        if not self.prune_output:
+            out["prune_output"] = False
+        if not self.prune_first:
+            out["prune_first"] = False
+        return out | self.method_options.identity() | self.structure_options.identity()
 
 
 @dataclass(frozen=True)
@@ -94,22 +159,42 @@ class ScheduleSpec:
     name: str = "iterative"
     target_sparsity: float = 0.9
     iterations: int = 1
-    mode: str = "geometric"
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=lambda: catalog.IterativeOptions())
+
+    @property
+    def mode(self) -> str:
+        return str(getattr(self.options, "mode", "geometric"))
 
     def levels(self) -> list[float]:
         from prunebench.pruning.schedules import levels
 
         return levels(self.name, self.target_sparsity, self.iterations, self.mode)
 
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "target_sparsity": self.target_sparsity, "iterations": self.iterations,
+                **self.options.identity()}
+
 
 @dataclass(frozen=True)
 class RetrainSpec:
     name: str = "finetune"
     epochs: int = 0
-    lr: float | None = None
     scheduler: CallSpec | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=lambda: catalog.FinetuneOptions())
+
+    @property
+    def lr(self) -> float | None:
+        return getattr(self.options, "lr", None)
+
+    @property
+    def rewind_step(self) -> int:
+        return int(getattr(self.options, "rewind_step", 0))
+
+    def identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "epochs": self.epochs}
+        if self.scheduler is not None:
+            out["scheduler"] = self.scheduler.identity()
+        return out | self.options.identity()
 
 
 @dataclass(frozen=True)
@@ -120,8 +205,41 @@ class TrainerSpec:
     deterministic: bool = False
     progress: bool = True
     threads: int | None = None
-    steps_per_call: int = 8  # optimizer steps per Lightning training_step (speed only)
-    fused_optimizer: bool = True  # the optimizer's fused kernel when it has one (speed only)
+    steps_per_call: int = 8  # optimizer steps per Lightning training_step (bit-identical; speed only)
+    fused_optimizer: bool = True  # the optimizer's fused kernel when it has one
+
+    def identity(self) -> dict[str, Any]:
+        """What changes numbers: precision, deterministic kernels, the optimizer kernel, thread
+        count (reduction order) and the device type. Not: progress display, steps per call
+        (bit-identical, tested), device count of a single-device run."""
+        out: dict[str, Any] = {}
+        if self.precision != "32-true":
+            out["precision"] = self.precision
+        if self.deterministic:
+            out["deterministic"] = True
+        if not self.fused_optimizer:
+            out["fused_optimizer"] = False
+        if self.threads is not None:
+            out["threads"] = self.threads
+        device = resolved_device(self.accelerator)
+        if device != "cpu":
+            out["device"] = device
+        return out
+
+
+def resolved_device(accelerator: str) -> str:
+    """The device type a run uses ('cpu', 'cuda', 'mps'); imports torch only for 'auto'."""
+    if accelerator == "cpu":
+        return "cpu"
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == "mps":
+        return "mps"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
 
 
 @dataclass(frozen=True)
@@ -154,20 +272,26 @@ class RunSpec:
     # ---- identity -------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What determines this run's results, with default values omitted."""
-        return {
-            "seed": self.seed,
-            "data": _named_identity(self.data, "data"),
-            "model": _named_identity(self.model, "model"),
-            "train": _dc_identity(self.train),
-            "pruning": _dc_identity(self.pruning),
-            "schedule": _dc_identity(self.schedule),
-            "retrain": _dc_identity(self.retrain),
+        out = self.dense_identity() | {
+            "pruning": self.pruning.identity(),
+            "schedule": self.schedule.identity(),
+            "retrain": self.retrain.identity(),
         }
+        return out
 
     def dense_identity(self) -> dict[str, Any]:
         """What determines the dense (unpruned, trained) model this run starts from."""
-        ident = self.identity()
-        return {k: ident[k] for k in ("seed", "data", "model", "train")}
+        out = {
+            "v": IDENTITY_VERSION,
+            "seed": self.seed,
+            "data": _named_identity(self.data, "data"),
+            "model": _named_identity(self.model, "model"),
+            "train": self.train.identity(),
+        }
+        trainer = self.trainer.identity()
+        if trainer:
+            out["trainer"] = trainer
+        return out
 
     @property
     def run_id(self) -> str:
@@ -192,44 +316,51 @@ class RunSpec:
             parts.append(self.pruning.structure)
         return "/".join(parts)
 
+    def check_deep(self) -> None:
+        """The checks that import torch: optimizer and scheduler arguments, the accelerator."""
+        self.train.optimizer.check("train.optimizer")
+        if self.train.scheduler is not None:
+            self.train.scheduler.check("train.scheduler")
+        if self.retrain.scheduler is not None:
+            self.retrain.scheduler.check("retrain.scheduler")
+        device = resolved_device(self.trainer.accelerator)
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={self.trainer.accelerator!r} needs a CUDA GPU and none is "
+                              f"visible; use trainer=cpu (or trainer.accelerator=auto)")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("trainer.accelerator='mps' needs Apple's MPS backend, which is not available here")
+        if self.trainer.precision in ("16-mixed", "16-true") and device == "cpu":
+            raise ConfigError(f"trainer.precision={self.trainer.precision!r} is not supported on the CPU; "
+                              f"use 32-true or bf16-mixed")
+
 
 def content_hash(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _dc_identity(value)
-    if isinstance(value, CallSpec):
-        return value.identity()
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return value  # keep as float: 1.0 and 1 hash alike through json anyway
-    return value
+_FILE_HASHES: dict[tuple[str, float, int], str] = {}
 
 
-def _dc_identity(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, CallSpec):
-            out[f.name] = value.identity()
-            continue
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-        )
-        if isinstance(value, Mapping) and not value:
-            continue
-        if default is not dataclasses.MISSING and value == default:
-            continue
-        out[f.name] = _plain(value)
-    return out
+def file_sha256(path: str, key: str) -> str:
+    """Content hash of a file (cached by path, mtime and size); ConfigError if it is missing."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        raise ConfigError(f"{key}={path!r}: no such file") from None
+    if not p.is_file():
+        raise ConfigError(f"{key}={path!r} is not a file")
+    cache_key = (str(p.resolve()), st.st_mtime, st.st_size)
+    if cache_key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_HASHES[cache_key] = h.hexdigest()[:16]
+    return _FILE_HASHES[cache_key]
 
 
 def _factory_defaults(kind: str, name: str) -> dict[str, Any]:
@@ -263,24 +394,44 @@ def _named_identity(spec: NamedSpec, kind: str) -> dict[str, Any]:
     return {"name": spec.name, **kwargs}
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _eq(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return list(a) == list(b)
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
     return bool(a == b)
 
 
 # ---- conversion from a plain (resolved) config mapping ---------------------------------
 
 
+def _node(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    node = cfg.get(key)
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"config key {key!r} is missing or not a mapping")
+    return node
+
+
+def _only(node: Mapping[str, Any], path: str, valid: list[str], what: str = "") -> None:
+    for k in node:
+        if k not in valid:
+            raise unknown_key(path, k, sorted(valid), what)
+
+
 def _int(node: Mapping[str, Any], key: str, path: str, *, low: int | None = None, default: Any = ...) -> Any:
-    if key not in node or node[key] is None:
+    if node.get(key) is None:
         if default is ...:
             raise ConfigError(f"{path}.{key} is missing")
         return default
-    value = node[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-        raise ConfigError(f"{path}.{key}={value!r} must be an integer")
-    value = int(value)
+    value = parse_int(node[key], f"{path}.{key}")
     if low is not None and value < low:
         raise ConfigError(f"{path}.{key}={value!r} is out of range; expected an integer >= {low}")
     return value
@@ -288,147 +439,186 @@ def _int(node: Mapping[str, Any], key: str, path: str, *, low: int | None = None
 
 def _bool(node: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
     value = node.get(key)
+    return default if value is None else parse_bool(value, f"{path}.{key}")
+
+
+def _str(node: Mapping[str, Any], key: str, path: str, default: str) -> str:
+    value = node.get(key, default)
     if value is None:
         return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"{path}.{key}={value!r} must be true or false")
-    return value
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ConfigError(f"{path}.{key}={value!r} must be a string")
+    return str(value)
 
 
-def _float(node: Mapping[str, Any], key: str, path: str) -> float:
-    value = node.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{path}.{key}={value!r} must be a number")
-    if math.isnan(float(value)):
-        raise ConfigError(f"{path}.{key}={value!r} is out of range")
-    return float(value)
+def _options(cls: type[Options], node: Mapping[str, Any], path: str, what: str) -> Options:
+    return cls.parse({k: v for k, v in node.items() if k in cls.keys()}, path, what=what)
 
 
-def _rest(node: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k not in known}
+PRUNING_COMMON = ["method", "scope", "structure", "prune_output", "prune_first"]
 
 
-def from_config(cfg: Mapping[str, Any]) -> RunSpec:
-    """Validate a resolved config (plain dicts) and build the RunSpec.
-
-    Raises ConfigError naming the key and value for anything invalid, including unknown
-    model / data / method / schedule / retrain names (listing the valid ones).
-    """
-    from prunebench.data import DATASETS
-    from prunebench.engine.retrain import RETRAIN_MODES
-    from prunebench.models import MODELS
-    from prunebench.pruning.allocation import ALLOCATIONS
-    from prunebench.pruning.criteria import CRITERIA
-    from prunebench.pruning.schedules import SCHEDULES
-
-    for key in ("data", "model", "train", "pruning", "schedule", "retrain"):
-        if not isinstance(cfg.get(key), Mapping):
-            raise ConfigError(f"config key {key!r} is missing or not a mapping")
-
-    seed = _int(cfg, "seed", "config", low=0)
-
-    d = cfg["data"]
-    DATASETS.get(d.get("name"))
-    data = NamedSpec(d["name"], _rest(d, {"name"}))
-
-    m = cfg["model"]
-    MODELS.get(m.get("name"))
-    model = NamedSpec(m["name"], _rest(m, {"name"}))
-
-    t = cfg["train"]
-    optimizer = CallSpec.parse(t.get("optimizer"), "train.optimizer")
-    assert optimizer is not None
-    train = TrainSpec(
-        epochs=_int(t, "epochs", "train", low=0),
-        optimizer=optimizer,
-        scheduler=CallSpec.parse(t.get("scheduler"), "train.scheduler"),
-        max_steps=_int(t, "max_steps", "train", low=1, default=None),
-    )
-
-    p = cfg["pruning"]
+def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
+    structure = catalog.STRUCTURES.check(p.get("structure", "unstructured"))
+    method = p.get("method")
     scope = p.get("scope", "global")
-    structure = p.get("structure", "unstructured")
-    if structure not in STRUCTURES:
-        raise ConfigError(f"pruning.structure={structure!r} is not a known name; valid: {', '.join(STRUCTURES)}")
     if structure == "channel":
-        # Channel criteria (l1, l2, bn_scale, taylor, random) score filters, not weights.
-        from prunebench.pruning.structured import CHANNEL_CRITERIA, SCOPES
+        method_cls = catalog.CHANNEL_CRITERIA.options(method)
+        if scope not in catalog.CHANNEL_SCOPES:
+            from prunebench.errors import unknown_name
 
-        CHANNEL_CRITERIA.get(p.get("method"))
-        if scope not in SCOPES:
-            raise unknown_name("pruning.scope", scope, SCOPES)
+            raise unknown_name("pruning.scope", scope, catalog.CHANNEL_SCOPES)
     else:
-        CRITERIA.get(p.get("method"))
-        ALLOCATIONS.get(scope)
-    known_p = {"method", "scope", "structure", "prune_output", "prune_first", "calibration_batches"}
-    pruning = PruningSpec(
-        method=p["method"],
-        scope=scope,
+        method_cls = catalog.CRITERIA.options(method)
+        if scope not in catalog.SCOPES:
+            from prunebench.errors import unknown_name
+
+            raise unknown_name("pruning.scope", scope, catalog.SCOPES)
+    structure_cls = catalog.STRUCTURES.options(structure)
+    valid = PRUNING_COMMON + method_cls.keys() + structure_cls.keys()
+    _only(p, "pruning", valid, f"pruning.method={method!r} with pruning.structure={structure!r}")
+    return PruningSpec(
+        method=str(method),
+        scope=str(scope),
         structure=structure,
-        prune_output=bool(p.get("prune_output", True)),
-        prune_first=bool(p.get("prune_first", True)),
-        calibration_batches=_int(p, "calibration_batches", "pruning", low=1, default=8),
-        options=_rest(p, known_p),
+        prune_output=_bool(p, "prune_output", "pruning", default=True),
+        prune_first=_bool(p, "prune_first", "pruning", default=True),
+        method_options=_options(method_cls, p, "pruning", f"pruning.method={method!r}"),
+        structure_options=_options(structure_cls, p, "pruning", f"pruning.structure={structure!r}"),
     )
 
-    s = cfg["schedule"]
-    SCHEDULES.get(s.get("name"))
-    schedule = ScheduleSpec(
-        name=s["name"],
-        target_sparsity=check_range("schedule.target_sparsity", _float(s, "target_sparsity", "schedule"), 0.0, 1.0),
-        iterations=_int(s, "iterations", "schedule", low=1),
-        mode=s.get("mode", "geometric"),
-        options=_rest(s, {"name", "target_sparsity", "iterations", "mode"}),
-    )
-    schedule.levels()  # validates name/mode/iterations combinations
 
-    r = cfg["retrain"]
-    RETRAIN_MODES.get(r.get("name"))
-    lr = r.get("lr")
-    if lr is not None:
-        lr = check_range("retrain.lr", _float(r, "lr", "retrain"), 0.0, None, low_inclusive=False)
-    retrain = RetrainSpec(
-        name=r["name"],
-        epochs=_int(r, "epochs", "retrain", low=0, default=0),
-        lr=lr,
-        scheduler=CallSpec.parse(r.get("scheduler"), "retrain.scheduler"),
-        options=_rest(r, {"name", "epochs", "lr", "scheduler"}),
-    )
+def parse_schedule(s: Mapping[str, Any]) -> ScheduleSpec:
+    name = catalog.SCHEDULES.check(s.get("name"))
+    cls = catalog.SCHEDULES.options(name)
+    _only(s, "schedule", ["name", "target_sparsity", "iterations", *cls.keys()], f"schedule={name!r}")
+    target = check_range("schedule.target_sparsity", parse_float(s.get("target_sparsity"), "schedule.target_sparsity"),
+                         0.0, 1.0)
+    schedule = ScheduleSpec(name=name, target_sparsity=target, iterations=_int(s, "iterations", "schedule", low=1),
+                            options=_options(cls, s, "schedule", f"schedule={name!r}"))
+    if isinstance(schedule.options, catalog.GradualOptions) and schedule.options.initial_sparsity > target:
+        raise ConfigError(f"schedule.initial_sparsity={schedule.options.initial_sparsity!r} is above "
+                          f"schedule.target_sparsity={target!r}")
+    schedule.levels()  # validates name/iterations combinations
+    return schedule
 
-    tr = cfg.get("trainer") or {}
-    trainer = TrainerSpec(
-        accelerator=str(tr.get("accelerator", "auto")),
-        devices=_int(tr, "devices", "trainer", low=1, default=1),
-        precision=str(tr.get("precision", "32-true")),
-        deterministic=bool(tr.get("deterministic", False)),
-        progress=bool(tr.get("progress", True)),
+
+def parse_retrain(r: Mapping[str, Any]) -> RetrainSpec:
+    name = catalog.RETRAIN_MODES.check(r.get("name"))
+    cls = catalog.RETRAIN_MODES.options(name)
+    common = ["name", "epochs"] + (["scheduler"] if name not in catalog.DENSE_SCHEDULE_MODES else [])
+    valid = common + cls.keys()
+    for k, v in r.items():
+        if k not in valid:
+            if k in ("lr", "scheduler") and name in catalog.DENSE_SCHEDULE_MODES:
+                if v is None:
+                    continue  # an unset key the mode does not read
+                raise ConfigError(f"retrain.{k}={v!r} has no effect with retrain={name!r}, which retrains with the "
+                                  f"dense run's optimizer and LR schedule (train.optimizer / train.scheduler); "
+                                  f"remove it, or use retrain=finetune")
+            raise unknown_key("retrain", k, sorted(valid), f"retrain={name!r}")
+    epochs = _int(r, "epochs", "retrain", low=0, default=0)
+    if name == "none" and epochs:
+        raise ConfigError(f"retrain.epochs={epochs!r} has no effect with retrain='none' (no retraining); set it to 0")
+    return RetrainSpec(name=name, epochs=epochs,
+                       scheduler=CallSpec.parse(r.get("scheduler"), "retrain.scheduler"),
+                       options=_options(cls, r, "retrain", f"retrain={name!r}"))
+
+
+def parse_trainer(tr: Mapping[str, Any]) -> TrainerSpec:
+    keys = [f.name for f in dataclasses.fields(TrainerSpec)]
+    _only(tr, "trainer", keys)
+    accelerator = _str(tr, "accelerator", "trainer", "auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"trainer.accelerator={accelerator!r} is not supported; valid: {', '.join(ACCELERATORS)}")
+    precision = _str(tr, "precision", "trainer", "32-true")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r} is not a known precision; valid: "
+                          f"{', '.join(sorted(set(PRECISIONS.values())))}")
+    devices = _int(tr, "devices", "trainer", low=1, default=1)
+    if devices != 1:
+        raise ConfigError(f"trainer.devices={devices!r}: a run trains on one device; parallelise across runs "
+                          f"(sweep.n_jobs, the SLURM launcher) instead")
+    return TrainerSpec(
+        accelerator=accelerator,
+        devices=devices,
+        precision=PRECISIONS[precision],
+        deterministic=_bool(tr, "deterministic", "trainer", default=False),
+        progress=_bool(tr, "progress", "trainer", default=True),
         threads=_int(tr, "threads", "trainer", low=1, default=None),
         steps_per_call=_int(tr, "steps_per_call", "trainer", low=1, default=8),
         fused_optimizer=_bool(tr, "fused_optimizer", "trainer", default=True),
     )
-    me = cfg.get("metrics") or {}
-    metrics = MetricsSpec(
-        latency=bool(me.get("latency", True)),
+
+
+def parse_metrics(me: Mapping[str, Any]) -> MetricsSpec:
+    _only(me, "metrics", [f.name for f in dataclasses.fields(MetricsSpec)])
+    return MetricsSpec(
+        latency=_bool(me, "latency", "metrics", default=True),
         latency_batch=_int(me, "latency_batch", "metrics", low=1, default=1),
         latency_batch_large=_int(me, "latency_batch_large", "metrics", low=1, default=64),
         latency_warmup=_int(me, "latency_warmup", "metrics", low=0, default=3),
         latency_repeats=_int(me, "latency_repeats", "metrics", low=1, default=20),
     )
+
+
+def parse_train(t: Mapping[str, Any]) -> TrainSpec:
+    _only(t, "train", ["epochs", "max_steps", "optimizer", "scheduler", "init_from"])
+    optimizer = CallSpec.parse(t.get("optimizer"), "train.optimizer")
+    if optimizer is None:
+        raise ConfigError("train.optimizer is missing; e.g. train.optimizer._target_=torch.optim.Adam")
+    init_from = t.get("init_from")
+    if init_from is not None:
+        if not isinstance(init_from, str):
+            raise ConfigError(f"train.init_from={init_from!r} must be a file path")
+    return TrainSpec(
+        epochs=_int(t, "epochs", "train", low=0),
+        optimizer=optimizer,
+        scheduler=CallSpec.parse(t.get("scheduler"), "train.scheduler"),
+        max_steps=_int(t, "max_steps", "train", low=1, default=None),
+        init_from=init_from,
+        init_from_sha256=None if init_from is None else file_sha256(init_from, "train.init_from"),
+    )
+
+
+def from_config(cfg: Mapping[str, Any]) -> RunSpec:
+    """Validate a resolved config (plain dicts) and build the RunSpec. Imports no torch.
+
+    Raises ConfigError naming the key and value for anything invalid, including unknown
+    keys at any level and unknown model / data / method / schedule / retrain names
+    (listing the valid ones).
+    """
+    _only(cfg, "config", list(TOP_LEVEL_KEYS))
+    seed = _int(cfg, "seed", "config", low=0)
+
+    d = _node(cfg, "data")
+    data = NamedSpec(catalog.DATASETS.check(d.get("name")), {k: v for k, v in d.items() if k != "name"})
+    m = _node(cfg, "model")
+    model = NamedSpec(catalog.MODELS.check(m.get("name")), {k: v for k, v in m.items() if k != "name"})
+
     paths = cfg.get("paths") or {}
+    _only(paths, "paths", ["root", "data_dir"])
+    optuna = cfg.get("optuna") or {}
+    label = cfg.get("label")
+    if label is not None and not isinstance(label, str):
+        raise ConfigError(f"label={label!r} must be a string")
+    report = cfg.get("report", True)
+    if report is not None:
+        parse_bool(report, "report")
     return RunSpec(
         seed=seed,
         data=data,
         model=model,
-        train=train,
-        pruning=pruning,
-        schedule=schedule,
-        retrain=retrain,
-        trainer=trainer,
-        metrics=metrics,
+        train=parse_train(_node(cfg, "train")),
+        pruning=parse_pruning(_node(cfg, "pruning")),
+        schedule=parse_schedule(_node(cfg, "schedule")),
+        retrain=parse_retrain(_node(cfg, "retrain")),
+        trainer=parse_trainer(cfg.get("trainer") or {}),
+        metrics=parse_metrics(cfg.get("metrics") or {}),
         root=str(paths.get("root", "outputs")),
         data_dir=str(paths.get("data_dir", "data")),
         experiment=cfg.get("experiment_name"),
-        label=cfg.get("label"),
-        trial=(cfg.get("optuna") or {}).get("number"),
-        study=(cfg.get("optuna") or {}).get("study_name"),
+        label=label,
+        trial=optuna.get("number"),
+        study=optuna.get("study_name"),
     )

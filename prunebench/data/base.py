@@ -9,7 +9,6 @@ per-sample ``__getitem__``, no collate, no worker processes. A plain ``DataLoade
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -21,21 +20,12 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from prunebench.seeding import mix_seed
 from prunebench.errors import ConfigError
 
 Batch = tuple[Tensor, Tensor]
 #: ``transform(x_batch, generator) -> x_batch``, applied to training batches only.
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
-
-
-def mix_seed(*parts: object) -> int:
-    """A 63-bit seed from several parts, e.g. ``(seed, epoch)`` or ``(seed, "calibration")``.
-
-    Hashing (rather than ``seed + epoch``) keeps (seed=0, epoch=1) and (seed=1, epoch=0)
-    from sharing a shuffle.
-    """
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 class TensorLoader:

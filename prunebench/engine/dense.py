@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunebench import seeding
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, clone_state
 from prunebench.errors import CorruptFileError
@@ -56,6 +57,13 @@ def check_loadable(net: nn.Module, path: Path, what: str) -> None:
         raise CorruptFileError(f"{what} {path} does not fit the model ({str(exc).splitlines()[0]}); delete it") from exc
 
 
+def load_pretrained(net: nn.Module, path: str) -> None:
+    """Load ``train.init_from`` into ``net`` (a state dict, weights_only); ConfigError if it does not fit."""
+    from prunebench.checkpoints import load_init_state
+
+    load_init_state(net, path)
+
+
 @dataclass
 class DenseModel:
     dense_id: str
@@ -90,11 +98,11 @@ def train_dense(
                 return load_state(file, "rewind checkpoint")
             net = build_net()
             net.load_state_dict(load_state(path / "init.pt", "dense init checkpoint"))
-            torch.manual_seed(spec.seed)
             module = Classifier(net.to(device), spec.train.optimizer.partial("train.optimizer"),
                                 spec.train.scheduler.partial("train.scheduler") if spec.train.scheduler else None,
                                 select="last")
-            fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=step)
+            with seeding.scoped(spec.seed, "train", 0):  # the dense run's own stream: an exact replay
+                fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=step)
             state = clone_state(module.net)
             save_state(file, state)
             return state
@@ -109,8 +117,9 @@ def train_dense(
             state = load_state(final, "dense checkpoint")
             return DenseModel(spec.dense_id, path, state, load_state(init, "dense init checkpoint"), meta | {"cached": True}, rewind_state)
 
-        torch.manual_seed(spec.seed)
         net = build_net().to(device)
+        if spec.train.init_from is not None:
+            load_pretrained(net, spec.train.init_from)
         init_state = clone_state(net)
         save_state(init, init_state)
         log(f"dense training {spec.model.name} on {spec.data.name} for {spec.train.epochs} epochs (seed {spec.seed})")
@@ -120,7 +129,8 @@ def train_dense(
             spec.train.scheduler.partial("train.scheduler") if spec.train.scheduler else None,
         )
         start = time.perf_counter()
-        result = fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=spec.train.max_steps)
+        with seeding.scoped(spec.seed, "train", 0):
+            result = fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=spec.train.max_steps)
         state = clone_state(module.net)
         meta = {
             "dense_id": spec.dense_id,

@@ -36,7 +36,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from prunebench.errors import ConfigError, check_range
+from prunebench.errors import ConfigError
 from prunebench.pruning.mask import Mask
 from prunebench.spec import ScheduleSpec
 
@@ -71,28 +71,15 @@ class GradualPlan:
         return cubic_sparsity(t, self.initial, self.final, self.start, self.n, self.frequency)
 
 
-def _opt(options: Any, key: str, default: Any) -> Any:
-    value = options.get(key, default)
-    return default if value is None else value
-
-
 def make_plan(schedule: ScheduleSpec, total_steps: int) -> GradualPlan:
-    """The plan of a fine-tune of ``total_steps`` optimizer steps; ConfigError if impossible."""
+    """The plan of a fine-tune of ``total_steps`` optimizer steps; ConfigError if impossible.
+
+    The options' types and ranges were checked when the config was parsed
+    (:class:`prunebench.catalog.GradualOptions`); what is left needs the step count.
+    """
     o = schedule.options
-    freq = _opt(o, "frequency", 10)
-    if isinstance(freq, bool) or not isinstance(freq, int) or freq < 1:
-        raise ConfigError(f"schedule.frequency={freq!r} is out of range; expected an integer >= 1 (optimizer steps)")
-    s_i = check_range("schedule.initial_sparsity", float(_opt(o, "initial_sparsity", 0.0)), 0.0, 1.0)
-    if s_i > schedule.target_sparsity:
-        raise ConfigError(
-            f"schedule.initial_sparsity={s_i!r} is above schedule.target_sparsity={schedule.target_sparsity!r}"
-        )
-    start_f = check_range("schedule.start_fraction", float(_opt(o, "start_fraction", 0.0)), 0.0, 1.0)
-    end_f = float(_opt(o, "end_fraction", 0.75))
-    if not start_f < end_f <= 1.0:
-        raise ConfigError(
-            f"schedule.end_fraction={end_f!r} is out of range; expected schedule.start_fraction={start_f!r} < it <= 1"
-        )
+    freq, s_i = int(o.frequency), float(o.initial_sparsity)
+    start_f, end_f = float(o.start_fraction), float(o.end_fraction)
     t0 = round(start_f * total_steps)
     n = (math.floor(end_f * total_steps) - t0) // freq
     if n < 1:

@@ -58,6 +58,9 @@ class RetrainMode:
     def epochs(self, spec: RunSpec) -> int:
         return spec.retrain.epochs if self.trains else 0
 
+    def validate(self, spec: RunSpec, dense_steps: int) -> None:
+        """Checks that need the data (dense step count); none for the plain modes."""
+
 
 RETRAIN_MODES: Registry[RetrainMode] = Registry("retrain")
 

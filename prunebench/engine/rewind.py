@@ -15,9 +15,12 @@
   drawn among the weights alive before this level (so masks still never regrow), with the
   weights rewound like ``weight_rewind``.
 
-The controls run as their own trajectory: level k+1's criterion scores the weights the
-control trained at level k (as in OpenLTH's branch-per-level controls only at the level
-they are taken from; here the whole chain is the control).
+By default (``retrain.branch=false``) a control runs as its own trajectory: level k+1's
+criterion scores the weights the control trained at level k. With ``retrain.branch=true``
+it is a branch of the lottery-ticket run (Frankle & Carbin; OpenLTH's branches): at every
+level it takes the ticket run's mask (``weight_rewind`` with the same settings), so the
+comparison is ticket vs control on the same masks, and the ticket's finished levels are
+shared, not retrained.
 """
 
 from __future__ import annotations
@@ -29,17 +32,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunebench.data.base import mix_seed
+from prunebench import seeding
 from prunebench.errors import ConfigError
 from prunebench.pruning.mask import Mask
 from prunebench.spec import RunSpec
 
 
 def rewind_step(spec: RunSpec) -> int:
-    k = spec.retrain.options.get("rewind_step", 0)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ConfigError(f"retrain.rewind_step={k!r} is out of range; expected an integer >= 0 (optimizer steps)")
-    return k
+    return spec.retrain.rewind_step
+
+
+def check_rewind_step(spec: RunSpec, dense_steps: int) -> None:
+    """The rewind point must lie inside the dense run (step 0 .. its last optimizer step)."""
+    k = rewind_step(spec)
+    if k > dense_steps:
+        raise ConfigError(f"retrain.rewind_step={k!r} is beyond the dense run, which has {dense_steps} optimizer "
+                          f"steps (train.epochs x batches per epoch, or train.max_steps); choose 0..{dense_steps}")
 
 
 def _advanced(factory: partial[Any], epochs: int) -> partial[Any]:
@@ -67,17 +75,13 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def reinitialise(net: nn.Module, seed: int) -> None:
-    """Fresh random weights: every module's ``reset_parameters`` under ``seed``."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+def reinitialise(net: nn.Module, seed: int, level: int) -> None:
+    """Fresh random weights: every module's ``reset_parameters`` on the (seed, "reinit", level) stream."""
+    with seeding.scoped(seed, "reinit", level):
         for m in net.modules():
             reset = getattr(m, "reset_parameters", None)
             if callable(reset):
                 reset()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def random_mask_like(mask: Mask, within: Mask, generator: torch.Generator) -> Mask:
@@ -108,12 +112,11 @@ class RewindMode:
         spec: RunSpec = ctx.spec
         if self.random_mask:
             previous = ctx.extras.get("previous_mask") or Mask.ones_like(net, list(mask))
-            gen = torch.Generator().manual_seed(mix_seed(spec.seed, "random_mask", ctx.level))
-            mask = random_mask_like(mask, previous, gen)
+            mask = random_mask_like(mask, previous, seeding.generator(spec.seed, "random_mask", ctx.level))
         if self.weights == "rewind":
             load_weights(net, ctx.rewind_state(rewind_step(spec)))
         elif self.weights == "reinit":
-            reinitialise(net, mix_seed(spec.seed, "reinit", ctx.level))
+            reinitialise(net, spec.seed, ctx.level)
         mask.apply(net)
         return mask
 
@@ -132,6 +135,15 @@ class RewindMode:
 
     def epochs(self, spec: RunSpec) -> int:
         return spec.retrain.epochs
+
+    def validate(self, spec: RunSpec, dense_steps: int) -> None:
+        if self.weights == "rewind" or (self.weights == "reinit" and getattr(spec.retrain.options, "branch", False)):
+            check_rewind_step(spec, dense_steps)
+        if self.random_mask and spec.schedule.name == "gradual":
+            raise ConfigError("schedule=gradual with retrain=random_mask: the mask changes during training, "
+                              "so there is no fixed mask to randomise; use retrain=finetune or lr_rewind")
+        if getattr(spec.retrain.options, "branch", False) and spec.pruning.structure == "channel":
+            raise ConfigError("retrain.branch=true needs masks (a lottery-ticket run); channel pruning has none")
 
 
 LR_REWIND = RewindMode("lr_rewind", weights="keep")

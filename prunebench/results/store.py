@@ -20,7 +20,7 @@ import fcntl
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,44 @@ DONE = "DONE"
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Exclusive ``flock`` on ``path`` while the block runs (released if the process dies)."""
+def file_lock(path: str | os.PathLike[str], on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Exclusive ``flock`` on ``path`` while the block runs (released if the process dies).
+
+    ``on_wait`` is called once if another process holds the lock, before waiting for it.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+def check_writable_root(root: str | os.PathLike[str]) -> None:
+    """ConfigError naming ``paths.root`` unless results can be written under it."""
+    from prunebench.errors import ConfigError
+
+    p = Path(root)
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is not writable")
+    for sub in ("runs", "cache"):
+        q = p / sub
+        if q.exists() and (not q.is_dir() or not os.access(q, os.W_OK | os.X_OK)):
+            raise ConfigError(f"paths.root={str(root)!r}: {str(q)!r} is not a writable folder")
+
 
 def runs_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / "runs"

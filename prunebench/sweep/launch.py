@@ -21,7 +21,7 @@ from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, 
 def _report(config: DictConfig) -> None:
     if not config.get("report", True):
         return
-    from prunebench.cli import write_report
+    from prunebench.report import write_report
 
     try:
         write_report(str(config.paths.root))

@@ -178,20 +178,17 @@ class TrialLink:
         return {c: v for c, v in metrics.items() if c in OBJECTIVES}
 
 
-def run_trial(cfg: Any, build_specs: Callable[[], Sequence[RunSpec]],
+def run_trial(cfg: Mapping[str, Any], build_specs: Callable[[], Sequence[RunSpec]],
               execute: Callable[..., Any], log: Callable[[str], None] = _log) -> dict[str, float] | None:
-    """Run the one run of an Optuna trial (``cfg.optuna`` set) and tell the study its outcome.
+    """Run the one run of an Optuna trial (``cfg["optuna"]`` set) and tell the study its outcome.
+
+    ``cfg`` is the job's composed config as plain containers (Hydra stays in the CLI).
 
     Never raises for a failing run: the trial is told FAIL with the reason and the sweep
     goes on. Bad input that the sweeper's preflight missed is a failed trial too.
     """
-    from omegaconf import OmegaConf
-
-    def plain(node: Any) -> Any:
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-    node = plain(cfg.optuna)
-    settings = SweepSettings.from_config(plain(cfg.get("sweep")), cfg.paths.root)
+    node = dict(cfg["optuna"])
+    settings = SweepSettings.from_config(cfg.get("sweep"), cfg["paths"]["root"])
     if node.get("storage"):
         settings = dataclasses.replace(settings, storage=str(node["storage"]))
     link = TrialLink.open(settings, node, log)

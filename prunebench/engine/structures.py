@@ -1,0 +1,260 @@
+"""Structures as strategies: unstructured masks, N:M masks, channel surgery.
+
+The level loop holds one :class:`Structure` and never asks which one it is. A structure
+
+- ``validate``\\ s a run before anything trains (what only it knows: N:M divisibility,
+  channel options, whether it can run a gradual schedule);
+- ``prune``\\ s the model to a level's cumulative target and returns the model, the mask
+  retraining must enforce, and extra row columns;
+- ``save``\\ s and ``load``\\ s a finished level, and ``check_files`` of one in the preflight;
+- adds its own ``cost_columns``.
+
+A new structure (a regrowing method such as RigL, block sparsity) is one new class here
+plus a catalog entry for its options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunebench.errors import ConfigError
+from prunebench.pruning.mask import Mask
+from prunebench.pruning.targets import prunable_weights
+from prunebench.results.store import write_table
+from prunebench.spec import RunSpec
+
+
+@dataclass
+class LevelInputs:
+    """What a prune step may draw on at level ``level``."""
+
+    level: int
+    generator: torch.Generator  # the criterion's stream at this level (seeding: "criterion", level)
+    batches: Callable[[], list[Any]]  # calibration batches from the training split (lazy)
+    round_rate: float | None = None  # the schedule's per-round rate (output_rate)
+
+
+def current_targets(spec: RunSpec, net: nn.Module) -> list[str]:
+    return [t.param_name for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                    prune_first=spec.pruning.prune_first)]
+
+
+class Structure:
+    """Base: masks enforced during retraining, saved as mask + state per level."""
+
+    name = "unstructured"
+    enforce_mask = True  # retraining keeps pruned weights at exactly zero
+    supports_gradual = True
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+
+    # ---- preflight ----------------------------------------------------------------------
+    def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        spec = self.spec
+        if spec.schedule.name == "gradual" and not self.supports_gradual:
+            raise ConfigError(f"pruning.structure={self.name!r} does not support schedule=gradual; use "
+                              f"schedule=one_shot or schedule=iterative")
+        from prunebench.pruning.criteria import get_criterion
+
+        crit = get_criterion(spec.pruning.method)
+        if crit.validate is not None:
+            crit.validate(net, targets, spec, example)
+        if crit.learner is not None and spec.schedule.name != "gradual":
+            raise ConfigError(f"pruning.method={spec.pruning.method!r} learns its scores while training, so it needs "
+                              f"schedule=gradual (got schedule={spec.schedule.name!r})")
+        out_rate = spec.pruning.options.get("output_rate")
+        if out_rate is not None:
+            s = spec.schedule
+            if spec.pruning.scope != "layer" or s.name != "iterative" or s.mode != "geometric":
+                raise ConfigError(f"pruning.output_rate={out_rate!r} (the output layer's own per-round rate) needs "
+                                  f"pruning.scope=layer and schedule=iterative with schedule.mode=geometric; "
+                                  f"got scope={spec.pruning.scope!r}, schedule={s.name!r}, mode={s.mode!r}")
+            if not spec.pruning.prune_output:
+                raise ConfigError("pruning.output_rate is set but pruning.prune_output=false keeps the output "
+                                  "layer dense")
+
+    def setup(self, dense_net: nn.Module, example: torch.Tensor) -> None:
+        """Called once with the trained dense model, before level 1."""
+
+    # ---- the prune step ---------------------------------------------------------------
+    def prune(self, net: nn.Module, mask: Mask, target: float, inputs: LevelInputs,
+              learned: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, Mask]:
+        from prunebench.pruning.criteria import get_criterion
+        from prunebench.pruning.step import mask_step
+
+        needs = get_criterion(self.spec.pruning.method).needs_data and learned is None
+        new = mask_step(net, mask, target, self.spec.pruning, batches=inputs.batches() if needs else None,
+                        generator=inputs.generator, learned=learned, round_rate=inputs.round_rate)
+        new.apply(net)
+        return net, new
+
+    # ---- files ----------------------------------------------------------------------------
+    def save(self, ld: Path, net: nn.Module, mask: Mask) -> None:
+        from prunebench.engine.dense import save_state
+
+        mask.save(ld / "mask.pt")
+        write_table(ld / "layers.csv", mask.report())
+        save_state(ld / "state.pt", net.state_dict())
+
+    def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
+        from prunebench.engine.dense import load_state
+
+        if not ((ld / "state.pt").exists() and (ld / "mask.pt").exists()):
+            return None
+        net.load_state_dict(load_state(ld / "state.pt", "level checkpoint"))
+        return net, Mask.load(ld / "mask.pt", net)
+
+    def check_files(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> None:
+        from prunebench.engine.dense import check_loadable
+
+        if (ld / "mask.pt").exists():
+            Mask.load(ld / "mask.pt", net)
+        check_loadable(net, ld / "state.pt", f"level checkpoint")
+
+    def cost_columns(self, net: nn.Module, large_latency: Callable[[nn.Module], float]) -> dict[str, Any]:
+        return {}
+
+
+class Unstructured(Structure):
+    name = "unstructured"
+
+
+class NM(Structure):
+    """N of every M consecutive input weights kept (semi-structured)."""
+
+    name = "nm"
+    supports_gradual = False
+
+    def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        super().validate(net, targets, example)
+        from prunebench.pruning.nm import check_nm_spec
+
+        shapes = {n: p.shape for n, p in net.named_parameters()}
+        check_nm_spec(self.spec, targets, shapes)
+
+
+class Channel(Structure):
+    """Whole output channels removed physically (Torch-Pruning's dependency graph)."""
+
+    name = "channel"
+    enforce_mask = False  # after surgery every remaining weight is live
+    supports_gradual = False
+
+    def __init__(self, spec: RunSpec) -> None:
+        super().__init__(spec)
+        self.pruner: Any = None
+        self.channel_ratio = 0.0
+
+    def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        if self.spec.schedule.name == "gradual":
+            raise ConfigError("pruning.structure='channel' does not support schedule=gradual; use "
+                              "schedule=one_shot or schedule=iterative")
+        from prunebench.engine.structured import check_channel_spec
+
+        check_channel_spec(self.spec)
+
+    def setup(self, dense_net: nn.Module, example: torch.Tensor) -> None:
+        from prunebench.engine.structured import ChannelPruner
+
+        self.pruner = ChannelPruner(self.spec, dense_net, example)
+
+    def prune(self, net: nn.Module, mask: Mask, target: float, inputs: LevelInputs,
+              learned: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, Mask]:
+        from prunebench.pruning.structured import get_channel_criterion
+
+        needs = get_channel_criterion(self.spec.pruning.method).needs_data
+        info = self.pruner.prune(net, target, inputs.batches() if needs else [], inputs.generator)
+        self.channel_ratio = float(info.get("channel_ratio", 0.0))
+        return net, Mask.ones_like(net, current_targets(self.spec, net))
+
+    def save(self, ld: Path, net: nn.Module, mask: Mask) -> None:
+        from prunebench.engine.structured import save_model
+        from prunebench.pruning.structured import layer_channels
+
+        save_model(net, ld / "model.pt")  # weights + architecture, weights_only loadable
+        write_table(ld / "layers.csv", [{"layer": n, "channels": c} for n, c in layer_channels(net).items()])
+
+    def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
+        from prunebench.engine.structured import load_model
+
+        if not (ld / "model.pt").exists():
+            return None
+        device = next(net.parameters()).device
+        net = load_model(ld / "model.pt", build_net).to(device)
+        return net, Mask.ones_like(net, current_targets(self.spec, net))
+
+    def check_files(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> None:
+        if (ld / "model.pt").exists():
+            from prunebench.engine.structured import load_model
+
+            load_model(ld / "model.pt", build_net)
+
+    def cost_columns(self, net: nn.Module, large_latency: Callable[[nn.Module], float]) -> dict[str, Any]:
+        large = self.spec.metrics.latency_batch_large
+        row: dict[str, Any] = {"latency_batch_large": large, "channel_ratio": self.channel_ratio}
+        if self.spec.metrics.latency:
+            row["latency_ms_large"] = large_latency(net)
+        return row
+
+
+STRUCTURE_CLASSES: dict[str, type[Structure]] = {"unstructured": Unstructured, "nm": NM, "channel": Channel}
+
+
+def structure_for(spec: RunSpec) -> Structure:
+    return STRUCTURE_CLASSES[spec.pruning.structure](spec)
+
+
+def ticket_spec(spec: RunSpec) -> RunSpec | None:
+    """The lottery-ticket run a control branches from (``retrain.branch=true``), else None."""
+    if not getattr(spec.retrain.options, "branch", False):
+        return None
+    import dataclasses
+
+    from prunebench import catalog
+    from prunebench.spec import RetrainSpec
+
+    options = catalog.RewindOptions(rewind_step=spec.retrain.rewind_step)
+    return dataclasses.replace(spec, retrain=RetrainSpec("weight_rewind", spec.retrain.epochs, None, options),
+                               label=None)
+
+
+class TicketBranch(Structure):
+    """A control as a branch of the ticket run: level k's mask is the ticket's level-k mask.
+
+    The ticket run (same settings, ``retrain=weight_rewind``) is run first or found
+    finished; its levels are shared, not retrained. The control then re-initialises
+    (``reinit``) or draws a random mask with the same per-layer sparsity (``random_mask``)
+    and trains, so ticket and control differ in exactly what the paper varies.
+    """
+
+    name = "unstructured"
+
+    def __init__(self, spec: RunSpec, ticket: RunSpec) -> None:
+        super().__init__(spec)
+        self.ticket = ticket
+
+    def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        if self.spec.pruning.structure != "unstructured":
+            raise ConfigError(f"retrain.branch=true needs pruning.structure=unstructured (a lottery-ticket run); got "
+                              f"{self.spec.pruning.structure!r}")
+        if self.spec.schedule.name == "gradual":
+            raise ConfigError("retrain.branch=true needs a schedule of fixed levels (one_shot or iterative)")
+        super().validate(net, targets, example)
+
+    def prune(self, net: nn.Module, mask: Mask, target: float, inputs: LevelInputs,
+              learned: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, Mask]:
+        from prunebench.results.store import level_dir, run_dir
+
+        path = level_dir(run_dir(self.ticket.root, self.ticket.run_id), inputs.level) / "mask.pt"
+        if not path.exists():
+            raise RuntimeError(f"the ticket run has no mask for level {inputs.level} ({path})")
+        new = Mask.load(path, net)
+        new.apply(net)
+        return net, new
