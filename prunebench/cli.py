@@ -186,10 +186,22 @@ def describe_main(args: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     import hydra
 
+    global _STARTED
+    _STARTED = False
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     if sys.argv[1:2] == ["describe"]:
         sys.exit(describe_main(sys.argv[2:]))
+    roots = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("paths.root=")]
+    if roots and "-m" not in sys.argv and "--multirun" not in sys.argv:
+        # Hydra creates its log folder under paths.root before our code runs: check it first.
+        from prunebench.paths import check_writable_root
+
+        try:
+            check_writable_root(roots[-1])
+        except ConfigError as exc:
+            log(f"error: {exc}")
+            sys.exit(2)
     entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
     try:
         entry()

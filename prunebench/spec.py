@@ -518,8 +518,8 @@ def parse_retrain(r: Mapping[str, Any]) -> RetrainSpec:
                                   f"remove it, or use retrain=finetune")
             raise unknown_key("retrain", k, sorted(valid), f"retrain={name!r}")
     epochs = _int(r, "epochs", "retrain", low=0, default=0)
-    if name == "none" and epochs:
-        raise ConfigError(f"retrain.epochs={epochs!r} has no effect with retrain='none' (no retraining); set it to 0")
+    if name == "none":
+        epochs = 0  # no retraining: a grid's retrain.epochs does not apply (and is not recorded)
     return RetrainSpec(name=name, epochs=epochs,
                        scheduler=CallSpec.parse(r.get("scheduler"), "retrain.scheduler"),
                        options=_options(cls, r, "retrain", f"retrain={name!r}"))

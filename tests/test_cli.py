@@ -18,6 +18,8 @@ from prunebench.cli import main
 from prunebench.results import schema
 from prunebench.results.store import load
 
+pytestmark = pytest.mark.integration
+
 DATA = [
     "data=synthetic",
     "data.input_shape=[16]",
@@ -81,7 +83,7 @@ def test_run_writes_rows_masks_and_is_skipped_when_launched_again(tmp_path: Path
     capsys.readouterr()
     cli(tmp_path, "schedule=iterative", "schedule.target_sparsity=0.75", "schedule.iterations=2", "seed=3")
     err = capsys.readouterr().err
-    assert "finished before, skipped" in err and "1 run(s), 0 trained, 1 skipped" in err
+    assert "finished before, skipped" in err and "1 run(s): 0 trained, 1 skipped" in err
     assert (run / "rows.csv").stat().st_mtime_ns == before
     assert len(run_dirs(tmp_path)) == 1
 
@@ -157,8 +159,8 @@ def test_bad_input_is_rejected_before_training(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_unknown_config_group_option_lists_choices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Hydra itself rejects an unknown group option (exit 1) and lists the available ones.
-    err = bad(tmp_path, capsys, "model=nosuchnet", code=1)
+    # Hydra itself rejects an unknown group option and lists the available ones: bad input, exit 2.
+    err = bad(tmp_path, capsys, "model=nosuchnet", code=2)
     assert "Could not find 'model/nosuchnet'" in err and "lenet_300_100" in err
     assert not run_dirs(tmp_path)
 
@@ -219,23 +221,76 @@ def test_corrupt_level_checkpoint_is_a_clear_error(tmp_path: Path, capsys: pytes
 
 
 def test_python_dash_m_equals_console_script() -> None:
+    """Both entry points run the same main: same output and exit status, bad input included."""
+    import shutil
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "prunebench", "--help"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and "schedule" in out.stdout
+    script = shutil.which("prunebench", path=str(Path(sys.executable).parent))
+    assert script is not None, "the prunebench console script is not installed next to this python"
+    for args in (["describe", "pruning/synflow"], ["schedule.target_sparsity=1.5"]):
+        a = subprocess.run([sys.executable, "-m", "prunebench", *args], capture_output=True, text=True, timeout=120)
+        b = subprocess.run([script, *args], capture_output=True, text=True, timeout=120)
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+    assert a.returncode == 2 and "schedule.target_sparsity=1.5 is out of range" in a.stderr
 
 
-def test_dense_level_is_its_own_latency_reference(tmp_path: Path) -> None:
-    cli(tmp_path, "schedule=one_shot", "schedule.target_sparsity=0.5", "metrics.latency=true",
-        "metrics.latency_warmup=1", "metrics.latency_repeats=3")
+def test_failed_run_exits_nonzero_and_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that crashes is recorded as failed, the summary counts it and the exit status is 1."""
+    import prunebench.engine.loop as loop
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(loop, "train_dense", boom)
+    with pytest.raises(SystemExit) as exc:
+        cli(tmp_path, "schedule=one_shot", "schedule.target_sparsity=0.5")
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "1 run(s): 1 trained, 0 skipped, 1 failed" in err
     (run,) = run_dirs(tmp_path)
     rows = pd.read_csv(run / "rows.csv")
-    assert (rows["latency_ms"] > 0).all()
-    dense = rows[rows["level"] == 0].iloc[0]
-    assert dense["speedup_measured"] == 1.0 and dense["speedup_theoretical"] == 1.0
-    assert dense["latency_ms"] == dense["latency_ms_dense"]
-    assert (rows["latency_ms_dense"] == dense["latency_ms"]).all()  # one reference for every level
+    assert rows["status"].tolist() == ["failed"] and "disk on fire" in rows["error"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+train.optimizer.momentun=0.9"], "train.optimizer.momentun is not an argument of torch.optim.Adam"),
+        (["retrain=weight_rewind", "retrain.rewind_step=100000"],
+         "retrain.rewind_step=100000 is beyond the dense run, which has 16 optimizer steps"),
+        (["pruning=nm", "pruning.n=2", "pruning.m=3", "schedule=one_shot"],
+         r"set schedule.target_sparsity=0.333333"),
+        (["trainer.accelerator=gpu"], "trainer.accelerator='gpu' needs a CUDA GPU and none is visible"),
+    ],
+)
+def test_checks_that_need_torch_still_come_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            overrides: list[str], message: str) -> None:
+    import re
+
+    err = bad(tmp_path, capsys, *overrides)
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "cache").exists() and not run_dirs(tmp_path)
+
+
+def test_nm_advice_is_accepted(tmp_path: Path) -> None:
+    """The N:M error's suggested value is itself accepted (it used to be rejected)."""
+    cli(tmp_path, "pruning=nm", "pruning.n=2", "pruning.m=3", "schedule=one_shot", "schedule.target_sparsity=0.333333",
+        "data.input_shape=[18]", "model.widths=[18]")
+    (run,) = run_dirs(tmp_path)
+    assert pd.read_csv(run / "rows.csv")["status"].tolist() == ["ok", "ok"]
+
+
+def test_root_on_a_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main([*DATA, *SYNTH, f"paths.root={f}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"paths.root='{f}'" in err and "is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_exploding_fine_tune_is_recorded_as_diverged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

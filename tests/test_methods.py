@@ -41,17 +41,23 @@ def batches(seed: int = 0, n: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]
 
 
 def prune_levels(criterion: str, scope: str, targets_: list[float], seed: int = 0, nm: tuple[int, int] | None = None):
-    """Masks at every level, as the loop computes them (scores of the current net, then allocation)."""
+    """Masks at every level, from the loop's own mask step (prunebench.pruning.step.mask_step)."""
+    from prunebench import catalog
+    from prunebench.pruning.step import mask_step
+    from prunebench.spec import PruningSpec
+
     net = tiny_net(seed)
     targets = prunable_weights(net)
     mask = Mask.ones_like(net, [t.param_name for t in targets])
-    gen = torch.Generator().manual_seed(seed)
+    pruning = PruningSpec(
+        method=criterion, scope=scope, structure="nm" if nm else "unstructured",
+        method_options=catalog.CRITERIA.options(criterion).parse({"rounds": 5} if criterion == "synflow" else {}, "p"),
+        structure_options=catalog.NMOptions(*nm) if nm else catalog.UnstructuredOptions(),
+    )
     masks = []
-    for target in targets_:
-        ctx = ScoreContext(mask=mask, batches=batches(seed), generator=gen, options={"rounds": 5},
-                           target=None if nm else target, scope=scope)
-        scores = get_criterion(criterion).fn(net, targets, ctx)
-        mask = nm_mask(scores, mask, nm[1] - round(target * nm[1]), nm[1]) if nm else allocate(scores, mask, target, scope)
+    for k, target in enumerate(targets_, start=1):
+        gen = torch.Generator().manual_seed(seed * 1000 + k)
+        mask = mask_step(net, mask, target, pruning, batches=batches(seed), generator=gen)
         mask.apply(net)
         masks.append(mask)
         with torch.no_grad():  # some "training" between levels so the scores change
@@ -292,7 +298,8 @@ def prepare(compose, root: Path, *overrides: str):
         (["schedule=gradual", "retrain=random_mask"], "schedule=gradual with retrain=random_mask"),
         (["pruning=movement", "schedule=gradual", "schedule.initial_sparsity=0.5"], "schedule.initial_sparsity=0.5 with pruning.method='movement'"),
         (["retrain=weight_rewind", "retrain.rewind_step=-2"], "retrain.rewind_step=-2 is out of range"),
-        (["retrain=random_mask", "retrain.rewind_step=1.5"], "retrain.rewind_step=1.5 is out of range"),
+        (["retrain=random_mask", "retrain.rewind_step=1.5"], "retrain.rewind_step=1.5 must be an integer"),
+        (["retrain=weight_rewind", "retrain.rewind_step=100000"], "retrain.rewind_step=100000 is beyond the dense run"),
     ],
 )
 def test_invalid_combinations_are_rejected_before_training(compose, tmp_path, overrides, message) -> None:

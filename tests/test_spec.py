@@ -67,7 +67,6 @@ def test_default_config_is_valid(compose) -> None:
         (["schedule=gradual", "schedule.initial_sparsity=0.95"], "schedule.initial_sparsity=0.95 is above"),
         (["trainer.precision=17"], "trainer.precision='17' is not a known precision; valid: .*bf16-mixed"),
         (["trainer.accelerator=tpu"], "trainer.accelerator='tpu' is not supported; valid: auto, cpu, gpu"),
-        (["retrain=none", "retrain.epochs=3"], "retrain.epochs=3 has no effect with retrain='none'"),
         (["train.init_from=/nonexistent/model.pt"], "train.init_from='/nonexistent/model.pt': no such file"),
     ],
 )
@@ -84,6 +83,12 @@ def test_keys_a_mode_ignores_are_errors(compose) -> None:
         from_config(cfg)
     cfg["retrain"]["lr"] = None  # an unset key is fine
     assert from_config(cfg).retrain.lr is None
+
+
+def test_no_retraining_drops_epochs(compose) -> None:
+    """retrain=none ignores a grid's retrain.epochs: dropped from identity and rows, not recorded as used."""
+    a, b = spec_of(compose, "retrain=none"), spec_of(compose, "retrain=none", "retrain.epochs=3")
+    assert b.retrain.epochs == 0 and a.run_id == b.run_id
 
 
 def test_deep_checks_import_the_optimizer(compose) -> None:

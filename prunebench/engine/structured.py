@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunebench.errors import ConfigError, check_range, unknown_name
+from prunebench.errors import ConfigError
 from prunebench.spec import RunSpec
 
 #: Retrain modes that make sense after channel surgery. Rewinding to dense weights needs a
@@ -24,28 +24,13 @@ from prunebench.spec import RunSpec
 #: tensors have changed shape, so weight/mask rewinding controls are rejected up front.
 CHANNEL_RETRAIN = ("finetune", "none", "lr_rewind")
 
-DEFAULTS: dict[str, Any] = {"target": "channels", "max_layer_amount": 0.9, "round_to": None}
-
-
-def options(spec: RunSpec) -> dict[str, Any]:
-    return {**DEFAULTS, **{k: v for k, v in spec.pruning.options.items() if k in DEFAULTS}}
+def options(spec: RunSpec) -> Any:
+    """The run's typed channel options (:class:`prunebench.catalog.ChannelOptions`)."""
+    return spec.pruning.structure_options
 
 
 def check_channel_spec(spec: RunSpec) -> None:
-    """Reject bad channel-pruning settings before anything trains."""
-    from prunebench.pruning.structured import CHANNEL_CRITERIA, SCOPES, TARGETS
-
-    CHANNEL_CRITERIA.get(spec.pruning.method)
-    if spec.pruning.scope not in SCOPES:
-        raise unknown_name("pruning.scope", spec.pruning.scope, SCOPES)
-    opts = options(spec)
-    if opts["target"] not in TARGETS:
-        raise unknown_name("pruning.target", opts["target"], TARGETS)
-    check_range("pruning.max_layer_amount", float(opts["max_layer_amount"]), 0.0, 1.0,
-                low_inclusive=False, high_inclusive=True)
-    rt = opts["round_to"]
-    if rt is not None and (isinstance(rt, bool) or not isinstance(rt, int) or rt < 1):
-        raise ConfigError(f"pruning.round_to={rt!r} is out of range; expected a positive integer or null")
+    """What the typed options cannot say alone: which retrain modes can follow surgery."""
     if spec.retrain.name not in CHANNEL_RETRAIN:
         raise ConfigError(
             f"retrain={spec.retrain.name!r} cannot follow pruning.structure=channel (the pruned tensors change "
@@ -54,16 +39,30 @@ def check_channel_spec(spec: RunSpec) -> None:
 
 
 def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module]:
-    """Modules whose output channels stay: the first Conv/Linear when ``pruning.prune_first=false``.
+    """Modules whose output channels stay.
 
-    (The classifier's outputs, the classes, are never removed; ``prune_output`` has no
-    further meaning for channel pruning: the classifier's inputs follow the layer before.)
+    ``pruning.ignored_layers`` (module names or fnmatch patterns such as ``features.*``),
+    plus the first Conv/Linear when ``pruning.prune_first=false``. (The classifier's
+    outputs, the classes, are never removed; its inputs follow the layer before.) A pattern
+    that matches nothing is an error, so a typo cannot silently prune a layer meant to stay.
     """
-    if spec.pruning.prune_first:
-        return []
+    import fnmatch
+
     from prunebench.pruning.targets import PRUNABLE_TYPES
 
-    return [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+    named = dict(net.named_modules())
+    out: list[nn.Module] = []
+    for pattern in options(spec).ignored_layers:
+        hits = [m for n, m in named.items() if n and fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            some = ", ".join(n for n in list(named)[1:8])
+            raise ConfigError(f"pruning.ignored_layers: {pattern!r} matches no module of model={spec.model.name!r} "
+                              f"(modules: {some}, ...)")
+        out.extend(m for m in hits if m not in out)
+    if not spec.pruning.prune_first:
+        first = [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+        out.extend(m for m in first if m not in out)
+    return out
 
 
 class ChannelPruner:
@@ -82,12 +81,12 @@ class ChannelPruner:
 
         opts = options(self.spec)
         result = prune_channels(
-            net, self.example, amount=target, target=opts["target"], criterion=self.spec.pruning.method,
-            scope=self.spec.pruning.scope, max_layer_amount=float(opts["max_layer_amount"]),
-            round_to=opts["round_to"], ignored_layers=ignored_layers(self.spec, net), batches=batches or None,
+            net, self.example, amount=target, target=opts.target, criterion=self.spec.pruning.method,
+            scope=self.spec.pruning.scope, max_layer_amount=float(opts.max_layer_amount),
+            round_to=opts.round_to, ignored_layers=ignored_layers(self.spec, net), batches=batches or None,
             baseline=self.baseline, generator=generator,
         )
-        return {"channel_ratio": result.channel_ratio, "channel_target": opts["target"],
+        return {"channel_ratio": result.channel_ratio, "channel_target": opts.target,
                 "layer_channels": result.layer_channels}
 
 

@@ -156,9 +156,10 @@ class Channel(Structure):
         if self.spec.schedule.name == "gradual":
             raise ConfigError("pruning.structure='channel' does not support schedule=gradual; use "
                               "schedule=one_shot or schedule=iterative")
-        from prunebench.engine.structured import check_channel_spec
+        from prunebench.engine.structured import check_channel_spec, ignored_layers
 
         check_channel_spec(self.spec)
+        ignored_layers(self.spec, net)  # every pattern must match a module
 
     def setup(self, dense_net: nn.Module, example: torch.Tensor) -> None:
         from prunebench.engine.structured import ChannelPruner

@@ -79,13 +79,13 @@ def check_nm_spec(spec: Any, targets: list[Prunable], shapes: Mapping[str, torch
     want = 1.0 - n / m
     if sched.name == "gradual":
         raise ConfigError("pruning.structure=nm fixes the sparsity at 1 - N/M per group; schedule=gradual is not supported")
-    if not math.isclose(sched.target_sparsity, want, abs_tol=1e-9):
+    if not math.isclose(sched.target_sparsity, want, abs_tol=1e-5):  # the advice below prints 6 digits
         raise ConfigError(
             f"schedule.target_sparsity={sched.target_sparsity!r} does not match pruning.structure=nm with "
             f"pruning.n={n} pruning.m={m}, which removes exactly 1 - N/M = {want:g}; set schedule.target_sparsity={want:g}"
         )
     levels = spec.schedule.levels()
-    if any(not math.isclose(s * m, round(s * m), abs_tol=1e-6) for s in levels):
+    if any(not math.isclose(s * m, round(s * m), abs_tol=1e-4) for s in levels):
         raise ConfigError(
             f"with pruning.structure=nm every level must remove a whole number of weights per group of m={m}, but "
             f"schedule={sched.name!r} (mode={sched.mode!r}) has levels {[round(s, 4) for s in levels]}; "

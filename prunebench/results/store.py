@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from prunebench.paths import check_writable_root  # noqa: F401  (re-exported)
+
 from prunebench.errors import ConfigError, CorruptFileError
 from prunebench.results import schema
 
@@ -53,26 +55,6 @@ def file_lock(path: str | os.PathLike[str], on_wait: Callable[[], None] | None =
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-def check_writable_root(root: str | os.PathLike[str]) -> None:
-    """ConfigError naming ``paths.root`` unless results can be written under it."""
-    from prunebench.errors import ConfigError
-
-    p = Path(root)
-    probe = p
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is not writable")
-    for sub in ("runs", "cache"):
-        q = p / sub
-        if q.exists() and (not q.is_dir() or not os.access(q, os.W_OK | os.X_OK)):
-            raise ConfigError(f"paths.root={str(root)!r}: {str(q)!r} is not a writable folder")
-
 
 def runs_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / "runs"

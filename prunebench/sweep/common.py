@@ -13,8 +13,7 @@ from prunebench.errors import ConfigError
 from prunebench.spec import RunSpec, from_config
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from prunebench.log import log  # noqa: E402,F401  (the one logger; re-exported for the sweepers)
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from prunebench.errors import ConfigError
 from prunebench.results.store import DONE, run_dir
-from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher
+from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher, plain_config
 
 
 def _report(config: DictConfig) -> None:
@@ -36,9 +36,8 @@ def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arg
     from prunebench.sweep.space import parse_space
 
     with clean_errors():
-        sweep = config.get("sweep")
-        settings = SweepSettings.from_config(
-            OmegaConf.to_container(sweep, resolve=True) if sweep is not None else None, config.paths.root)
+        plain = plain_config(config)
+        settings = SweepSettings.from_config(plain.get("sweep"), plain["paths"]["root"])
         space = parse_space(settings.params, arguments)
         if not space.params:
             raise ConfigError("the search space is empty: give sweep.params or command-line sweeps such as "

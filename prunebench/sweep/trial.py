@@ -43,8 +43,7 @@ class LevelPruned(optuna.TrialPruned):
     run_status = "pruned"  # read by prunebench.cli.execute_specs
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from prunebench.log import log as _log  # noqa: E402
 
 
 class TrialLink:

@@ -1,0 +1,85 @@
+"""How fast does prunebench answer? Time-to-error for bad commands, time-to-first-level.
+
+Runs each command as a fresh process (as a user would), ``--repeats`` times, and prints
+the median wall time side by side. Bad values and unknown names are checked before torch
+or Lightning load (prunebench.catalog / prunebench.options are torch-free): the target is
+under 3 s on an idle 2-core machine. Time-to-first-level is measured on the quickstart's
+first run (dense training included) by watching stderr for its first ``level 1`` line.
+
+    python benchmarks/feedback.py [--repeats 3]
+
+Measured on this project's 2-core machine (idle apart from the benchmark, median of 3):
+see the README ("Fast feedback"), which quotes this script's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BAD = {
+    "sparsity out of range": ["schedule.target_sparsity=1.5"],
+    "unknown method": ["pruning.method=wandaa"],
+    "string for a boolean": ["pruning.prune_output=no"],
+    "misspelt key (+)": ["+schedule.target_sparsty=0.9"],
+    "unknown group option": ["model=nosuchnet"],
+}
+
+
+def prunebench() -> list[str]:
+    script = shutil.which("prunebench", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "prunebench"]
+
+
+def time_to_exit(args: list[str], root: str) -> tuple[float, int, str]:
+    start = time.perf_counter()
+    out = subprocess.run([*prunebench(), *args, f"paths.root={root}"], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = (out.stderr.strip().splitlines() or [""])[-1]
+    return time.perf_counter() - start, out.returncode, last
+
+
+def time_to_first_level(root: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen([*prunebench(), "experiment=quickstart", f"paths.root={root}", "trainer.threads=1",
+                             "report=false"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "level 1/" in line:
+                return time.perf_counter() - start
+    finally:
+        proc.kill()
+        proc.wait()
+    raise RuntimeError("the quickstart never reached level 1")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    print(f"{'command':<28} {'median s':>9} {'min s':>7} {'exit':>5}  message")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, argv in BAD.items():
+            times, code, msg = [], 0, ""
+            for _ in range(args.repeats):
+                t, code, msg = time_to_exit(argv, tmp)
+                times.append(t)
+            print(f"{name:<28} {statistics.median(times):>9.2f} {min(times):>7.2f} {code:>5}  {msg[:70]}")
+        firsts = []
+        for i in range(args.repeats):
+            firsts.append(time_to_first_level(os.path.join(tmp, f"qs{i}")))
+        print(f"{'quickstart: first level':<28} {statistics.median(firsts):>9.2f} {min(firsts):>7.2f} {'':>5}  "
+              f"(fresh root: dense training of the first run included)")
+
+
+if __name__ == "__main__":
+    main()
