@@ -30,52 +30,176 @@ AllocateFn = Callable[[Mapping[str, torch.Tensor], Mask, float], Mask]
 ALLOCATIONS: Registry[AllocateFn] = Registry("pruning.scope")
 
 
-def _masked_scores(scores: Mapping[str, torch.Tensor], mask: Mask) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, keep in mask.items():
+# Elements per step of the selection passes: small enough that a step's temporaries stay
+# in cache (each pass then costs about one read of the scores), large enough that the
+# per-call overhead of torch is negligible.
+_CHUNK = 1 << 16
+_SAMPLE = 1 << 16  # scores sampled (by stride) to bracket the threshold
+_FMAX = torch.finfo(torch.float32).max
+
+
+def _layer_views(scores: Mapping[str, torch.Tensor], mask: Mask, names: list[str]) -> list[_Layer]:
+    out = []
+    for name in names:
         if name not in scores:
             raise KeyError(f"criterion returned no score for {name}")
-        s = scores[name].detach().float().flatten().clone()
-        s = torch.nan_to_num(s, nan=float("-inf"))  # a NaN score must never keep a weight by accident
-        s[~keep.flatten().to(s.device)] = float("-inf")
-        out[name] = s
+        s = scores[name].detach()
+        s = (s if s.dtype == torch.float32 else s.float()).reshape(-1)  # a view when already flat float32
+        keep = mask[name].reshape(-1).to(s.device)
+        alive = int(keep.sum())
+        out.append(_Layer(s, None if alive == keep.numel() else keep, alive))
     return out
 
 
-def _prune_lowest(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """Keep-mask removing the ``n_prune`` lowest entries of ``flat`` (stable on ties)."""
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if n_prune > 0:
-        order = torch.argsort(flat, stable=True)
-        keep[order[:n_prune]] = False
-    return keep
+class _Layer:
+    """One tensor's flat scores and old keep-mask (None when nothing is pruned yet).
+
+    The selection never materialises masked scores: a pruned weight, like a NaN score,
+    counts as ``-inf`` through how each comparison is written (``>`` is false for both).
+    A score of ±inf counts as ±(largest float), as ``nan_to_num`` made it before: that
+    only matters for bounds at those extremes, so only then is each chunk mapped.
+    """
+
+    __slots__ = ("scores", "keep", "alive")
+
+    def __init__(self, scores: torch.Tensor, keep: torch.Tensor | None, alive: int) -> None:
+        self.scores, self.keep, self.alive = scores, keep, alive
+
+    def chunks(self, *bounds: float):  # (start, scores chunk, keep chunk or None)
+        extreme = any(not -_FMAX < b < _FMAX for b in bounds)
+        n = self.scores.numel()
+        for i in range(0, n, _CHUNK):
+            s = self.scores[i : i + _CHUNK]
+            yield i, torch.nan_to_num(s, nan=float("-inf")) if extreme else s, \
+                None if self.keep is None else self.keep[i : i + _CHUNK]
+
+
+def _gt(s: torch.Tensor, keep: torch.Tensor | None, v: float) -> torch.Tensor:
+    """``masked score > v`` (pruned weights and NaN scores are -inf, so never above)."""
+    out = s > v
+    return out if keep is None else out.logical_and_(keep)
+
+
+def _sample(layers: list[_Layer], n: int) -> torch.Tensor:
+    """Sorted masked scores at every ``step``-th global position (deterministic)."""
+    step = max(1, n // _SAMPLE)
+    parts, pos = [], 0
+    for layer in layers:
+        off = (-pos) % step
+        s = layer.scores[off::step].cpu()
+        if layer.keep is not None:
+            s = s.masked_fill(~layer.keep[off::step].cpu(), float("-inf"))
+        parts.append(torch.nan_to_num(s, nan=float("-inf")))
+        pos += layer.scores.numel()
+    return torch.sort(torch.cat(parts)).values
+
+
+def _bracket_counts(layers: list[_Layer], lo: float, hi: float) -> tuple[int, int, torch.Tensor]:
+    """(# masked scores < lo, # == lo, the scores strictly inside (lo, hi)), in one pass."""
+    n_lt = n_le = 0
+    inside = []
+    for _, s, keep in _layers_chunks(layers, lo, hi):
+        above = _gt(s, keep, lo)
+        n_le += s.numel() - int(above.sum())
+        if lo > float("-inf"):  # below -inf there is nothing; pruned and NaN tie at -inf
+            ge = s >= lo  # false for NaN: below lo, as -inf
+            n_lt += s.numel() - int((ge if keep is None else ge.logical_and_(keep)).sum())
+        sel = above.logical_and_(s < hi)
+        if bool(sel.any()):
+            inside.append(s[sel].cpu())
+    return n_lt, n_le - n_lt, torch.cat(inside) if inside else torch.empty(0)
+
+
+def _layers_chunks(layers: list[_Layer], *bounds: float):
+    for layer in layers:
+        yield from layer.chunks(*bounds)
+
+
+def _threshold(layers: list[_Layer], n: int, k: int) -> tuple[float, int, int]:
+    """(v, # masked scores < v, # == v) for v the ``k``-th smallest masked score (1 ≤ k ≤ n).
+
+    A strided sample brackets v between two sample quantiles; one pass counts what lies
+    below the bracket and gathers what lies inside it, and ``kthvalue`` on that small set
+    gives v exactly. Should the bracket miss (an unlucky sample), it widens and the pass
+    repeats; the widest bracket is (-inf, +inf), so this ends.
+    """
+    sample = _sample(layers, n)
+    m = sample.numel()
+    margin = 4.0 * math.sqrt(m) + 2.0
+    while True:
+        centre = k / n * m
+        i_lo, i_hi = math.floor(centre - margin) - 1, math.ceil(centre + margin)
+        lo = float(sample[i_lo]) if i_lo >= 0 else float("-inf")
+        hi = float(sample[i_hi]) if i_hi < m else float("inf")
+        n_lt, n_eq, inside = _bracket_counts(layers, lo, hi)
+        if n_lt < k <= n_lt + n_eq:
+            return lo, n_lt, n_eq
+        below = n_lt + n_eq
+        if below < k <= below + inside.numel():
+            v = float(torch.kthvalue(inside, k - below).values)
+            return v, below + int((inside < v).sum()), int((inside == v).sum())
+        if i_lo < 0 and i_hi >= m:  # (-inf, inf) holds every score: cannot miss
+            raise AssertionError(f"selection missed the widest bracket: k={k}, n={n}")
+        margin *= 4.0
+
+
+def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
+    """New flat keep-masks pruning the ``k`` lowest masked scores over ``layers`` taken in
+    order as one sequence, ties broken by position: exactly what a stable ascending sort of
+    the concatenated masked scores would prune, without the sort."""
+    n = sum(layer.scores.numel() for layer in layers)
+    outs = [torch.empty(layer.scores.numel(), dtype=torch.bool, device=layer.scores.device) for layer in layers]
+    if k <= 0:
+        for out, layer in zip(outs, layers):
+            out.copy_(layer.keep) if layer.keep is not None else out.fill_(True)
+        return outs
+    if k >= n:
+        for out in outs:
+            out.fill_(False)
+        return outs
+    v, n_lt, n_eq = _threshold(layers, n, k)
+    quota = k - n_lt  # ties at v to prune, the first ones by position; 1 ≤ quota ≤ n_eq
+    partial = quota < n_eq
+    for out, layer in zip(outs, layers):
+        for i, s, keep in layer.chunks(v):
+            o = out[i : i + s.numel()]
+            torch.gt(s, v, out=o)
+            if keep is not None:
+                o.logical_and_(keep)
+            if not partial:
+                continue
+            eq = ~o if v == float("-inf") else (s == v if keep is None else (s == v).logical_and_(keep))
+            n_here = int(eq.sum())
+            if quota >= n_here:
+                quota -= n_here
+                continue
+            if quota > 0:  # the tie that ends the quota falls in this chunk
+                cut = int(eq.nonzero()[quota, 0])
+                eq[:cut] = False
+                quota = 0
+            o.logical_or_(eq)
+    return outs
 
 
 @ALLOCATIONS.register("global")
 def allocate_global(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
-    names = list(s)
-    flat = torch.cat([s[n].cpu() for n in names])
-    total = flat.numel()
-    already = total - mask.nonzero
+    names = list(mask)
+    layers = _layer_views(scores, mask, names)
+    total = sum(layer.scores.numel() for layer in layers)
+    already = total - sum(layer.alive for layer in layers)
     n_prune = max(round(target * total), already)
-    keep = _prune_lowest(flat, n_prune)
-    out, start = {}, 0
-    for n in names:
-        size = s[n].numel()
-        out[n] = keep[start : start + size].view_as(mask[n]).to(mask[n].device)
-        start += size
-    return Mask(out)
+    keeps = _select(layers, n_prune)
+    return Mask({n: keep.view_as(mask[n]).to(mask[n].device) for n, keep in zip(names, keeps)})
 
 
 @ALLOCATIONS.register("layer")
 def allocate_layer(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
     out = {}
-    for n, flat in s.items():
-        already = flat.numel() - int(mask[n].sum())
-        n_prune = max(round(target * flat.numel()), already)
-        out[n] = _prune_lowest(flat.cpu(), n_prune).view_as(mask[n]).to(mask[n].device)
+    for n in mask:
+        (layer,) = _layer_views(scores, mask, [n])
+        numel = layer.scores.numel()
+        n_prune = max(round(target * numel), numel - layer.alive)
+        out[n] = _select([layer], n_prune)[0].view_as(mask[n]).to(mask[n].device)
     return Mask(out)
 
 
@@ -114,14 +238,16 @@ def erk_keep_counts(shapes: Mapping[str, torch.Size], alive: Mapping[str, int], 
 
 @ALLOCATIONS.register("erk")
 def allocate_erk(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
+    names = list(mask)
+    layers = dict(zip(names, _layer_views(scores, mask, names)))
     total = mask.numel
-    alive = {n: int(mask[n].sum()) for n in s}
+    alive = {n: layers[n].alive for n in names}
     keep_total = min(round((1.0 - target) * total), sum(alive.values()))
-    counts = erk_keep_counts({n: mask[n].shape for n in s}, alive, keep_total)
+    counts = erk_keep_counts({n: mask[n].shape for n in names}, alive, keep_total)
     out = {}
-    for n, flat in s.items():
-        out[n] = _prune_lowest(flat.cpu(), flat.numel() - counts[n]).view_as(mask[n]).to(mask[n].device)
+    for n in names:
+        keep = _select([layers[n]], layers[n].scores.numel() - counts[n])[0]
+        out[n] = keep.view_as(mask[n]).to(mask[n].device)
     return Mask(out)
 
 
