@@ -34,7 +34,7 @@ ALLOCATIONS: Registry[AllocateFn] = Registry("pruning.scope")
 # in cache (each pass then costs about one read of the scores), large enough that the
 # per-call overhead of torch is negligible.
 _CHUNK = 1 << 16
-_SAMPLE = 1 << 16  # scores sampled (by stride) to bracket the threshold
+_SAMPLE = 1 << 17  # scores sampled (by stride) to bracket the threshold
 _FMAX = torch.finfo(torch.float32).max
 
 
@@ -46,7 +46,7 @@ def _layer_views(scores: Mapping[str, torch.Tensor], mask: Mask, names: list[str
         s = scores[name].detach()
         s = (s if s.dtype == torch.float32 else s.float()).reshape(-1)  # a view when already flat float32
         keep = mask[name].reshape(-1).to(s.device)
-        alive = int(keep.sum())
+        alive = int(torch.count_nonzero(keep))  # far faster than a bool sum
         out.append(_Layer(s, None if alive == keep.numel() else keep, alive))
     return out
 
@@ -100,10 +100,10 @@ def _bracket_counts(layers: list[_Layer], lo: float, hi: float) -> tuple[int, in
     inside = []
     for _, s, keep in _layers_chunks(layers, lo, hi):
         above = _gt(s, keep, lo)
-        n_le += s.numel() - int(above.sum())
+        n_le += s.numel() - int(torch.count_nonzero(above))
         if lo > float("-inf"):  # below -inf there is nothing; pruned and NaN tie at -inf
             ge = s >= lo  # false for NaN: below lo, as -inf
-            n_lt += s.numel() - int((ge if keep is None else ge.logical_and_(keep)).sum())
+            n_lt += s.numel() - int(torch.count_nonzero(ge if keep is None else ge.logical_and_(keep)))
         sel = above.logical_and_(s < hi)
         if bool(sel.any()):
             inside.append(s[sel].cpu())
@@ -120,17 +120,13 @@ def _threshold(layers: list[_Layer], n: int, k: int) -> tuple[float, int, int]:
 
     A strided sample brackets v between two sample quantiles; one pass counts what lies
     below the bracket and gathers what lies inside it, and ``kthvalue`` on that small set
-    gives v exactly. Should the bracket miss (an unlucky sample), it widens and the pass
-    repeats; the widest bracket is (-inf, +inf), so this ends.
+    gives v exactly. Should the bracket miss, it widens and the pass repeats; the widest
+    bracket is (-inf, +inf), which cannot miss.
     """
     sample = _sample(layers, n)
-    m = sample.numel()
-    margin = 4.0 * math.sqrt(m) + 2.0
+    widen = 2.0
     while True:
-        centre = k / n * m
-        i_lo, i_hi = math.floor(centre - margin) - 1, math.ceil(centre + margin)
-        lo = float(sample[i_lo]) if i_lo >= 0 else float("-inf")
-        hi = float(sample[i_hi]) if i_hi < m else float("inf")
+        lo, hi = _bounds(sample, k / n, widen)
         n_lt, n_eq, inside = _bracket_counts(layers, lo, hi)
         if n_lt < k <= n_lt + n_eq:
             return lo, n_lt, n_eq
@@ -138,15 +134,22 @@ def _threshold(layers: list[_Layer], n: int, k: int) -> tuple[float, int, int]:
         if below < k <= below + inside.numel():
             v = float(torch.kthvalue(inside, k - below).values)
             return v, below + int((inside < v).sum()), int((inside == v).sum())
-        if i_lo < 0 and i_hi >= m:  # (-inf, inf) holds every score: cannot miss
+        if lo == float("-inf") and hi == float("inf"):  # (-inf, inf) holds every score: cannot miss
             raise AssertionError(f"selection missed the widest bracket: k={k}, n={n}")
-        margin *= 4.0
+        widen *= 4.0
 
 
 def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
     """New flat keep-masks pruning the ``k`` lowest masked scores over ``layers`` taken in
     order as one sequence, ties broken by position: exactly what a stable ascending sort of
-    the concatenated masked scores would prune, without the sort."""
+    the concatenated masked scores would prune, without the sort.
+
+    Usually one pass: a strided sample brackets the threshold in (lo, hi); the pass writes
+    ``score > lo`` as the new mask and gathers the few scores inside the bracket with their
+    positions; ``kthvalue`` on those finds the threshold and the lowest of them (ties by
+    position) are cleared. Should the bracket miss, ``_threshold`` finds it exactly and a
+    second pass writes the mask.
+    """
     n = sum(layer.scores.numel() for layer in layers)
     outs = [torch.empty(layer.scores.numel(), dtype=torch.bool, device=layer.scores.device) for layer in layers]
     if k <= 0:
@@ -157,6 +160,48 @@ def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
         for out in outs:
             out.fill_(False)
         return outs
+    sample = _sample(layers, n)
+    lo, hi = _bounds(sample, k / n, 1.0)
+    above, where, inside = 0, [], []
+    for j, (out, layer) in enumerate(zip(outs, layers)):
+        buf = torch.empty(min(_CHUNK, layer.scores.numel()), dtype=torch.bool, device=out.device)
+        for i, s, keep in layer.chunks(lo, hi):
+            o, sel = out[i : i + s.numel()], buf[: s.numel()]
+            torch.gt(s, lo, out=o)
+            if keep is not None:
+                o.logical_and_(keep)
+            above += int(torch.count_nonzero(o))  # while the chunk is in cache
+            torch.lt(s, hi, out=sel).logical_and_(o)
+            pos = sel.nonzero().squeeze(1)
+            if pos.numel():
+                where.append((j, pos + i))
+                inside.append(s[pos])
+    values = torch.cat(inside).cpu() if inside else torch.empty(0)
+    need = k - (n - above)  # still to prune, from the bracket, lowest first
+    if 0 <= need <= values.numel():
+        if need > 0:
+            v = torch.kthvalue(values, need).values
+            drop = values < v
+            ties = values == v  # gathered in position order, so the first ones go
+            drop |= ties & (torch.cumsum(ties, 0) <= need - int(drop.sum()))
+            for (j, pos), d in zip(where, torch.split(drop, [p.numel() for _, p in where])):
+                outs[j][pos[d.to(pos.device)]] = False
+        return outs
+    return _select_exact(layers, n, k, outs)
+
+
+def _bounds(sample: torch.Tensor, q: float, widen: float) -> tuple[float, float]:
+    """Sample values around quantile ``q``, ``widen`` x four standard deviations of its rank apart."""
+    m = sample.numel()
+    margin = widen * 4.0 * math.sqrt(m * q * (1.0 - q)) + 2.0
+    i_lo, i_hi = math.floor(q * m - margin) - 1, math.ceil(q * m + margin)
+    lo = float(sample[i_lo]) if i_lo >= 0 else float("-inf")
+    hi = float(sample[i_hi]) if i_hi < m else float("inf")
+    return lo, hi
+
+
+def _select_exact(layers: list[_Layer], n: int, k: int, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The second-chance path of ``_select``: exact threshold first, then one writing pass."""
     v, n_lt, n_eq = _threshold(layers, n, k)
     quota = k - n_lt  # ties at v to prune, the first ones by position; 1 ≤ quota ≤ n_eq
     partial = quota < n_eq
@@ -169,7 +214,7 @@ def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
             if not partial:
                 continue
             eq = ~o if v == float("-inf") else (s == v if keep is None else (s == v).logical_and_(keep))
-            n_here = int(eq.sum())
+            n_here = int(torch.count_nonzero(eq))
             if quota >= n_here:
                 quota -= n_here
                 continue

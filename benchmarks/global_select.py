@@ -1,0 +1,171 @@
+"""Global selection at scale: the sort-free exact selection against one memory pass,
+``torch.kthvalue`` and the argsort implementation it replaced, side by side.
+
+For 10⁶, 10⁷ and 10⁸ float32 scores (split into layers of at most 2.4·10⁶, like a large
+model's), prints per method the median wall time, its ratio to one memory pass
+(``scores.abs().sum()`` over every layer) and the peak extra memory (RSS above the
+baseline, sampled by a thread; ``ru_maxrss`` cannot be reset) as a multiple of the scores'
+own size. Each size runs twice: level 1 (nothing pruned yet) and an iterative level where
+89 % is already pruned (its -inf scores tie). Sizes whose argsort would need more memory
+than is free are run without the argsort column (the script says so). Masks of the new
+selection are checked equal to the argsort's wherever both ran.
+
+Target (issue 16): at 10⁸ weights, at most 3x one memory pass and at most 2x the weights'
+own memory in peak extra memory.
+
+Measured (torch 2.14 CPU, 1 thread, the 2-core shared machine, 3 repeats, median):
+
+    FILLED IN BELOW AFTER THE RUN
+
+    python benchmarks/global_select.py               # 1e6, 1e7, 1e8
+    python benchmarks/global_select.py --sizes 1e6 1e7 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import threading
+import time
+
+import torch
+
+from prunebench.pruning.allocation import allocate_global
+from prunebench.pruning.mask import Mask
+
+LAYER = 2_400_000  # a large layer of a 10⁸-weight model (e.g. 1536x1536)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every millisecond."""
+
+    def __enter__(self) -> "PeakRSS":
+        gc.collect()
+        self.base = self.peak = rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._poll, daemon=True)
+        self._t.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss())
+
+    @property
+    def extra(self) -> int:
+        return self.peak - self.base
+
+
+def old_global(scores: dict[str, torch.Tensor], mask: Mask, target: float) -> Mask:
+    """The argsort implementation (prunebench before issue 16)."""
+    s = {}
+    for name, keep in mask.items():
+        t = torch.nan_to_num(scores[name].detach().float().flatten().clone(), nan=float("-inf"))
+        t[~keep.flatten()] = float("-inf")
+        s[name] = t
+    flat = torch.cat(list(s.values()))
+    n_prune = max(round(target * flat.numel()), flat.numel() - mask.nonzero)
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+    out, start = {}, 0
+    for name in s:
+        out[name] = keep[start : start + s[name].numel()].view_as(mask[name])
+        start += s[name].numel()
+    return Mask(out)
+
+
+def one_pass(scores: dict[str, torch.Tensor]) -> float:
+    return sum(float(s.abs().sum()) for s in scores.values())
+
+
+def kthvalue(scores: dict[str, torch.Tensor], k: int) -> float:
+    return float(torch.kthvalue(torch.cat(list(scores.values())), k).values)
+
+
+def measure(fn, repeats: int) -> tuple[float, int, object]:
+    times, peak, out = [], 0, None
+    for _ in range(repeats):
+        out = None
+        gc.collect()
+        with PeakRSS() as p:
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        peak = max(peak, p.extra)
+    return statistics.median(times), peak, out
+
+
+def case(n: int, pruned: float, target: float, repeats: int, with_old: bool) -> list[str]:
+    g = torch.Generator().manual_seed(0)
+    sizes = [LAYER] * (n // LAYER) + ([n % LAYER] if n % LAYER else [])
+    scores = {f"l{i}.weight": torch.randn(m, generator=g).abs_() for i, m in enumerate(sizes)}
+    mask = Mask({k: torch.rand(v.numel(), generator=g) >= pruned for k, v in scores.items()})
+    k = max(round(target * n), n - mask.nonzero)
+    weights_bytes = 4 * n
+    rows = {}
+    rows["one pass"] = measure(lambda: one_pass(scores), repeats)
+    rows["new"] = measure(lambda: allocate_global(scores, mask, target), repeats)
+    rows["kthvalue"] = measure(lambda: kthvalue(scores, k), repeats)
+    if with_old:
+        rows["argsort (old)"] = measure(lambda: old_global(scores, mask, target), max(1, repeats // 3 if n >= 10**8 else repeats))
+    base = rows["one pass"][0]
+    lines = []
+    for name, (t, peak, _) in rows.items():
+        lines.append(f"{n:>11.0e} {pruned:>7.2f} {target:>6.2f} {name:>14} {t * 1e3:>10.1f} {t / base:>8.2f} "
+                     f"{peak / 2**20:>10.1f} {peak / weights_bytes:>9.2f}")
+    if with_old:
+        new, old = rows["new"][2], rows["argsort (old)"][2]
+        same = all(torch.equal(new[k], old[k]) for k in new)
+        lines.append(f"{'':>11} masks new == argsort: {same}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 thread; time = median of {args.repeats}; "
+          "peak = extra RSS during the call, x = / the scores' bytes (4 n)")
+    print(f"{'weights':>11} {'pruned':>7} {'target':>6} {'method':>14} {'ms':>10} {'x pass':>8} "
+          f"{'peak MiB':>10} {'x weights':>9}")
+    for size in args.sizes:
+        n = int(size)
+        need_case = n * (4 + 1 + 1)  # scores, old mask, new mask
+        need_old = n * (4 + 4 + 8 + 8 + 1)  # + masked copy, concat, argsort values and indices
+        if need_case * 1.5 > available():
+            print(f"{n:>11.0e} skipped: needs about {need_case / 2**30:.1f} GiB, "
+                  f"{available() / 2**30:.1f} GiB available")
+            continue
+        with_old = need_case + need_old < available() * 0.8
+        if not with_old:
+            print(f"{n:>11.0e} argsort column skipped: it needs about {need_old / 2**30:.1f} GiB more, "
+                  f"{available() / 2**30:.1f} GiB available")
+        for pruned, target in ((0.0, 0.5), (0.89, 0.9)):
+            print("\n".join(case(n, pruned, target, args.repeats, with_old)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
