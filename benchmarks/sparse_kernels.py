@@ -7,9 +7,24 @@ rounds' medians) for random unstructured masks at 50..99 % sparsity, and prints 
 speedup per sparsity and the crossover: the lowest sparsity from which the sparse path
 stays faster, or "never" on this CPU.
 
-Measured (torch 2.14 CPU, 1 thread, the 2-core shared machine under load, --rounds 3):
+Measured 2026-11-29 (torch 2.14 CPU, 1 thread, the 2-core machine shared with other jobs,
+load average about 12, so single figures are noisy; defaults, about 4 minutes):
 
-    FILLED IN AFTER THE RUN
+    layer          batch  dense_ms    50%    70%    80%    90%    95%    98%    99%  crossover
+    lenet300.fc1       1    0.0217   0.10   0.10   0.29   0.36   0.61   1.04   0.87  never
+    lenet300.fc1      64    0.2377   0.40   0.56   1.27   1.53   2.17   3.04   3.01  80%
+    lenet300.fc2       1    0.0042   0.10   0.14   0.21   0.26   0.26   0.16   0.26  never
+    lenet300.fc2      64    0.0384   0.47   0.59   0.63   1.08   0.85   1.53   1.25  98%
+    lenet300.fc3       1    0.0024   0.16   0.23   0.17   0.16   0.16   0.16   0.18  never
+    lenet300.fc3      64    0.0046   0.16   0.26   0.21   0.27   0.18   0.18   0.27  never
+    linear4096         1   42.5760   0.09   0.31   0.48   0.92   1.88  71.61  94.79  95%
+    linear4096        64  140.7515   0.76   1.06   1.58   3.19  18.22   9.70  75.26  70%
+
+Reading: at batch 1 the small LeNet layers are call-overhead bound (a few microseconds),
+so CSR never pays; at batch 64 the 784x300 layer gains from about 80 % sparsity. The
+4096x4096 layer is memory bound and CSR pays from 70-95 %; its very large figures at
+98-99 % partly reflect the dense kernel's time under load (42 ms for a 64 MB matrix-vector
+product), so rerun on a quiet machine before quoting them.
 
     python benchmarks/sparse_kernels.py
     python benchmarks/sparse_kernels.py --rounds 5 --repeats 20 --threads 2
