@@ -10,8 +10,12 @@ a fraction of what remains.
 Counts are exact: global scope removes ``round(target * total)`` weights in all;
 layer scope removes ``round(target * numel)`` from each tensor, so the achieved sparsity
 is the target to within one weight per tensor; erk keeps ``round((1 - target) * total)``
-weights in all, split by largest remainders. Ties are broken by position (stable sort)
-so the same scores always give the same mask.
+weights in all, split by largest remainders. Ties are broken by position (as a stable
+sort would) so the same scores always give the same mask.
+
+No scope sorts: ``_select`` finds the exact threshold from a strided sample, one pass and
+``kthvalue`` on the few scores near it, so a 10⁸-weight model is allocated in a few
+passes over its scores and a fraction of their memory (benchmarks/global_select.py).
 """
 
 from __future__ import annotations
