@@ -18,7 +18,8 @@ models measured the way they would ship on this CPU (``prunebench.metrics.deploy
 BatchNorm folded into the preceding convolution with torch.fx, channels-last weights and
 inputs, inference mode), every model in that mode and in the same interleaved rounds;
 rows are labelled ``<ratio>_deploy`` and their speedups are against ``dense_deploy``.
-``--compile`` also tries ``torch.compile`` and keeps it only when it is faster.
+``--compile`` / ``--onnxruntime`` also try ``torch.compile`` / ONNX Runtime sessions and
+keep the fastest for all models alike (the mode line says which).
 
 Targets: at batch 64 and ratio 0.5 the measured speedup is at least 0.7 x the FLOPs
 speedup eagerly (issue "Structured pruning") and at least 0.8 x in deploy mode (issue 16). CPU timings on a shared machine are noisy; latencies
@@ -121,7 +122,7 @@ def header() -> str:
 
 def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repeats: int,
               warmup: int, channels_last: bool = True, modes: tuple[str, ...] = ("eager",),
-              compile: bool = False) -> tuple[list[str], list[str]]:
+              compile: bool = False, onnxruntime: bool = False) -> tuple[list[str], list[str]]:
     """Table rows and target verdicts for one model."""
     torch.manual_seed(0)
     dense = build_model(name, (3, 32, 32), 10).eval()
@@ -158,10 +159,11 @@ def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repea
     if "deploy" in modes:  # every model prepared for deployment, measured in that one mode, interleaved
         models = {f"{label}_deploy": m for label, m, _, _ in base}
         for x, out in ((torch.randn(1, 3, 32, 32), b1), (torch.randn(big_batch, 3, 32, 32), bb)):
-            times, mode = latency_in_mode(models, x, "deploy", compile=compile, rounds=rounds,
+            times, mode = latency_in_mode(models, x, "deploy", compile=compile, onnxruntime=onnxruntime,
+                                          rounds=rounds,
                                           repeats=repeats * 3 if x.shape[0] == 1 else repeats, warmup=warmup)
             out.update(times)
-        print(f"# {name}: deploy mode = {mode}", flush=True)
+            print(f"# {name}: deploy mode at batch {x.shape[0]} = {mode}", flush=True)
         variants += [(f"{label}_deploy", m, params, fs) for label, m, params, fs in base]
 
     lines, verdicts = [], []
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["eager", "deploy", "both"], default="both",
                         help="eager rows, deploy-mode rows (BN folded, channels-last, inference mode), or both")
     parser.add_argument("--compile", action="store_true", help="deploy mode: also try torch.compile")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="deploy mode: also try ONNX Runtime sessions (pip install prunebench[deploy])")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.repeats, args.warmup = 2, 3, 2
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         modes = ("eager", "deploy") if args.mode == "both" else (args.mode,)
         lines, model_verdicts = run_model(name, args.ratios, args.batch, args.rounds, args.repeats, args.warmup,
-                                          args.channels_last, modes, args.compile)
+                                          args.channels_last, modes, args.compile, args.onnxruntime)
         print("\n".join(lines), flush=True)
         verdicts += model_verdicts
     print(f"targets at batch {args.batch} and ratio 0.5: measured speedup >= 0.7 x FLOPs speedup (eager), "

@@ -167,6 +167,44 @@ def _try_compile(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, nn.
         return None
 
 
+class _OrtModule(nn.Module):
+    """An ONNX Runtime session behind the ``nn.Module`` call interface (CPU tensors)."""
+
+    def __init__(self, session: object) -> None:
+        super().__init__()
+        self.session = session
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"x": x.detach().cpu().numpy()})[0])  # type: ignore[attr-defined]
+
+
+def _try_onnxruntime(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, nn.Module] | None:
+    """ONNX Runtime sessions (CPU, torch's thread count) of ``models``, or None where
+    onnxruntime is not installed, the device is not a CPU, or export fails."""
+    if x.device.type != "cpu":
+        return None
+    try:
+        import io
+        import warnings
+
+        import onnxruntime as ort
+
+        out = {}
+        for k, m in models.items():
+            buf = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(m, (x,), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                                  dynamic_axes={"x": {0: "batch"}})
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
+            out[k] = _OrtModule(ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"]))
+            out[k](x)
+        return out
+    except Exception:  # no onnxruntime, an op without an ONNX export, ...: stay in torch
+        return None
+
+
 def interleaved_latency(
     models: Mapping[str, nn.Module],
     example_input: torch.Tensor,
@@ -197,6 +235,7 @@ def latency_in_mode(
     mode: str = "eager",
     *,
     compile: bool = False,
+    onnxruntime: bool = False,
     rounds: int = 3,
     repeats: int = 10,
     warmup: int = 3,
@@ -205,9 +244,11 @@ def latency_in_mode(
 
     ``eager`` times the models as they are; ``deploy`` times copies prepared by
     ``deploy_model`` (BatchNorm folded, channels-last, inference mode). With
-    ``compile=True``, ``torch.compile``d copies are tried too and kept only when they are
-    faster on all the models together (``+compile`` joins the mode string); compiling
-    takes seconds to minutes, so it is off by default. The caller's models are unchanged.
+    ``compile=True``, ``torch.compile``d copies are tried too, and with ``onnxruntime=True``
+    ONNX Runtime sessions of the prepared models (CPU); the fastest of these on all the
+    models together is kept (``+compile`` or ``+onnxruntime`` joins the mode string), so
+    every model is always measured in the same mode. Both take seconds to minutes to
+    prepare, so they are off by default. The caller's models are unchanged.
     """
     if mode not in LATENCY_MODES:
         from prunebench.errors import unknown_name
@@ -221,10 +262,11 @@ def latency_in_mode(
         modes.add(mode_str)
     mode_str = "|".join(sorted(modes))  # one string when every model prepared alike
     times = interleaved_latency(prepared, example_input, rounds=rounds, repeats=repeats, warmup=warmup)
-    if compile:
-        compiled = _try_compile(prepared, example_input)
-        if compiled is not None:
-            ctimes = interleaved_latency(compiled, example_input, rounds=rounds, repeats=repeats, warmup=warmup)
-            if sum(ctimes.values()) < sum(times.values()):
-                times, mode_str = ctimes, mode_str + "+compile"
+    base = mode_str
+    for wanted, name, make in ((compile, "compile", _try_compile), (onnxruntime, "onnxruntime", _try_onnxruntime)):
+        other = make(prepared, example_input) if wanted else None
+        if other is not None:
+            t = interleaved_latency(other, example_input, rounds=rounds, repeats=repeats, warmup=warmup)
+            if sum(t.values()) < sum(times.values()):
+                times, mode_str = t, f"{base}+{name}"
     return times, mode_str

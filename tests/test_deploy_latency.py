@@ -91,3 +91,23 @@ def test_compile_that_fails_falls_back(monkeypatch) -> None:
 def test_unknown_mode_names_key_and_choices() -> None:
     with pytest.raises(ConfigError, match=r"metrics.latency_mode='fast'.*valid: deploy, eager"):
         latency_in_mode({"a": conv_bn_net()}, torch.randn(1, 3, 8, 8), "fast")
+
+
+def test_onnxruntime_backend_is_kept_only_when_faster(monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from prunebench import metrics
+
+    net, x = conv_bn_net().eval(), torch.randn(2, 3, 8, 8)
+    sessions = metrics._try_onnxruntime({"a": deploy_model(net, x)[0]}, x)
+    assert sessions is not None
+    with torch.no_grad():
+        assert torch.allclose(sessions["a"](x), net(x), rtol=1e-4, atol=1e-4)
+    real = metrics.interleaved_latency
+
+    def onnx_fastest(models, x, **kw):  # pretend the sessions win, the torch models lose
+        return {k: 1.0 if isinstance(m, metrics._OrtModule) else 2.0 for k, m in models.items()}
+
+    monkeypatch.setattr(metrics, "interleaved_latency", onnx_fastest)
+    times, mode = latency_in_mode({"a": net, "b": net}, x, "deploy", onnxruntime=True)
+    assert mode == "deploy:bn_fold+channels_last+inference_mode+onnxruntime" and times == {"a": 1.0, "b": 1.0}
+    monkeypatch.setattr(metrics, "interleaved_latency", real)
