@@ -52,6 +52,8 @@ __all__ = [
     "pruning_drop",
     "save_figure",
     "search_history",
+    "sparse_crossover",
+    "sparse_speedup_vs_sparsity",
     "style",
     "summarize",
     "to_latex",
@@ -112,6 +114,7 @@ _NAMES = {
     "compression": "Compression ratio",
     "speedup_theoretical": "Theoretical speedup (FLOPs)",
     "speedup_measured": "Measured speedup",
+    "speedup_measured_sparse": "Measured speedup, sparse kernels",
     "params_nonzero": "Nonzero parameters",
     "params": "Parameters",
     "flops": "FLOPs per sample",
@@ -464,6 +467,49 @@ def accuracy_vs_cost(df: pd.DataFrame, ax: Axes | None = None,
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(_minor_log_label(ax.xaxis))
     return _finish(ax, _axis_name(col), _axis_name(metric))
+
+
+def sparse_crossover(agg: pd.DataFrame) -> pd.DataFrame:
+    """Per curve of ``aggregate(df, "speedup_measured_sparse", "sparsity")``: the lowest
+    mean sparsity from which the mean sparse-kernel speedup stays above 1 (NaN: never).
+    Columns: dataset, model, label, crossover."""
+    rows = []
+    for (dataset, model, label), pts in agg.groupby(["dataset", "model", "label"], sort=True):
+        pts = pts.sort_values("x")
+        xs, ys = pts["x"].to_numpy(float), pts["mean"].to_numpy(float)
+        cross = math.nan
+        for xv, yv in zip(xs[::-1], ys[::-1]):
+            if not yv > 1.0:
+                break
+            cross = float(xv)
+        rows.append({"dataset": dataset, "model": model, "label": label, "crossover": cross})
+    return pd.DataFrame(rows, columns=["dataset", "model", "label", "crossover"])
+
+
+def sparse_speedup_vs_sparsity(df: pd.DataFrame, ax: Axes | None = None) -> Axes:
+    """Measured speedup of the sparse-kernel path (``speedup_measured_sparse``) vs sparsity,
+    log2 y axis, with the break-even line at 1x (gid "break_even") and, per curve, a dotted
+    vertical line at its crossover sparsity (gid "crossover") when the sparse path overtakes."""
+    col = "speedup_measured_sparse"
+    _check_metric(df, col, "sparsity")
+    ax = ax if ax is not None else new_axes()
+    agg = aggregate(df, col, "sparsity")
+    agg = agg[agg["mean"] > 0]
+    ax.axhline(1.0, color=DENSE_COLOR, linestyle="--", linewidth=0.9, label="dense kernels").set_gid("break_even")
+    if len(agg):
+        _draw_curves(ax, agg, _scale("sparsity"), 1.0)
+        figure_styles = styles([str(v) for v in agg["label"].unique()])
+        for _, row in sparse_crossover(agg).iterrows():
+            if np.isfinite(row["crossover"]):
+                line = ax.axvline(row["crossover"] * _scale("sparsity"), linestyle=":", linewidth=0.9,
+                                  color=figure_styles[str(row["label"])].get("color", "0.3"))
+                line.set_gid("crossover")
+    else:
+        _empty_note(ax, f"no {col}")
+    ax.set_yscale("log", base=2)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    return _finish(ax, _axis_name("sparsity"), _axis_name(col))
 
 
 def pruning_drop(df: pd.DataFrame, ax: Axes | None = None) -> Axes:

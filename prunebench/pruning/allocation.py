@@ -10,8 +10,12 @@ a fraction of what remains.
 Counts are exact: global scope removes ``round(target * total)`` weights in all;
 layer scope removes ``round(target * numel)`` from each tensor, so the achieved sparsity
 is the target to within one weight per tensor; erk keeps ``round((1 - target) * total)``
-weights in all, split by largest remainders. Ties are broken by position (stable sort)
-so the same scores always give the same mask.
+weights in all, split by largest remainders. Ties are broken by position (as a stable
+sort would) so the same scores always give the same mask.
+
+No scope sorts: ``_select`` finds the exact threshold from a strided sample, one pass and
+``kthvalue`` on the few scores near it, so a 10⁸-weight model is allocated in a few
+passes over its scores and a fraction of their memory (benchmarks/global_select.py).
 """
 
 from __future__ import annotations
@@ -30,52 +34,222 @@ AllocateFn = Callable[[Mapping[str, torch.Tensor], Mask, float], Mask]
 ALLOCATIONS: Registry[AllocateFn] = Registry("pruning.scope")
 
 
-def _masked_scores(scores: Mapping[str, torch.Tensor], mask: Mask) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, keep in mask.items():
+# Elements per step of the selection passes: small enough that a step's temporaries stay
+# in cache (each pass then costs about one read of the scores), large enough that the
+# per-call overhead of torch is negligible.
+_CHUNK = 1 << 16
+_SAMPLE = 1 << 17  # scores sampled (by stride) to bracket the threshold
+_FMAX = torch.finfo(torch.float32).max
+
+
+def _layer_views(scores: Mapping[str, torch.Tensor], mask: Mask, names: list[str]) -> list[_Layer]:
+    out = []
+    for name in names:
         if name not in scores:
             raise KeyError(f"criterion returned no score for {name}")
-        s = scores[name].detach().float().flatten().clone()
-        s = torch.nan_to_num(s, nan=float("-inf"))  # a NaN score must never keep a weight by accident
-        s[~keep.flatten().to(s.device)] = float("-inf")
-        out[name] = s
+        s = scores[name].detach()
+        s = (s if s.dtype == torch.float32 else s.float()).reshape(-1)  # a view when already flat float32
+        keep = mask[name].reshape(-1).to(s.device)
+        alive = int(torch.count_nonzero(keep))  # far faster than a bool sum
+        out.append(_Layer(s, None if alive == keep.numel() else keep, alive))
     return out
 
 
-def _prune_lowest(flat: torch.Tensor, n_prune: int) -> torch.Tensor:
-    """Keep-mask removing the ``n_prune`` lowest entries of ``flat`` (stable on ties)."""
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if n_prune > 0:
-        order = torch.argsort(flat, stable=True)
-        keep[order[:n_prune]] = False
-    return keep
+class _Layer:
+    """One tensor's flat scores and old keep-mask (None when nothing is pruned yet).
+
+    The selection never materialises masked scores: a pruned weight, like a NaN score,
+    counts as ``-inf`` through how each comparison is written (``>`` is false for both).
+    A score of ±inf counts as ±(largest float), as ``nan_to_num`` made it before: that
+    only matters for bounds at those extremes, so only then is each chunk mapped.
+    """
+
+    __slots__ = ("scores", "keep", "alive")
+
+    def __init__(self, scores: torch.Tensor, keep: torch.Tensor | None, alive: int) -> None:
+        self.scores, self.keep, self.alive = scores, keep, alive
+
+    def chunks(self, *bounds: float):  # (start, scores chunk, keep chunk or None)
+        extreme = any(not -_FMAX < b < _FMAX for b in bounds)
+        n = self.scores.numel()
+        for i in range(0, n, _CHUNK):
+            s = self.scores[i : i + _CHUNK]
+            yield i, torch.nan_to_num(s, nan=float("-inf")) if extreme else s, \
+                None if self.keep is None else self.keep[i : i + _CHUNK]
+
+
+def _gt(s: torch.Tensor, keep: torch.Tensor | None, v: float) -> torch.Tensor:
+    """``masked score > v`` (pruned weights and NaN scores are -inf, so never above)."""
+    out = s > v
+    return out if keep is None else out.logical_and_(keep)
+
+
+def _sample(layers: list[_Layer], n: int) -> torch.Tensor:
+    """Sorted masked scores at every ``step``-th global position (deterministic)."""
+    # A smaller sample for small inputs: its sort is the fixed cost of a selection.
+    step = max(1, n // min(_SAMPLE, max(4096, n // 64)))
+    parts, pos = [], 0
+    for layer in layers:
+        off = (-pos) % step
+        s = layer.scores[off::step].cpu()
+        if layer.keep is not None:
+            s = s.masked_fill(~layer.keep[off::step].cpu(), float("-inf"))
+        parts.append(torch.nan_to_num(s, nan=float("-inf")))
+        pos += layer.scores.numel()
+    return torch.sort(torch.cat(parts)).values
+
+
+def _bracket_counts(layers: list[_Layer], lo: float, hi: float) -> tuple[int, int, torch.Tensor]:
+    """(# masked scores < lo, # == lo, the scores strictly inside (lo, hi)), in one pass."""
+    n_lt = n_le = 0
+    inside = []
+    for _, s, keep in _layers_chunks(layers, lo, hi):
+        above = _gt(s, keep, lo)
+        n_le += s.numel() - int(torch.count_nonzero(above))
+        if lo > float("-inf"):  # below -inf there is nothing; pruned and NaN tie at -inf
+            ge = s >= lo  # false for NaN: below lo, as -inf
+            n_lt += s.numel() - int(torch.count_nonzero(ge if keep is None else ge.logical_and_(keep)))
+        sel = above.logical_and_(s < hi)
+        if bool(sel.any()):
+            inside.append(s[sel].cpu())
+    return n_lt, n_le - n_lt, torch.cat(inside) if inside else torch.empty(0)
+
+
+def _layers_chunks(layers: list[_Layer], *bounds: float):
+    for layer in layers:
+        yield from layer.chunks(*bounds)
+
+
+def _threshold(layers: list[_Layer], n: int, k: int) -> tuple[float, int, int]:
+    """(v, # masked scores < v, # == v) for v the ``k``-th smallest masked score (1 ≤ k ≤ n).
+
+    A strided sample brackets v between two sample quantiles; one pass counts what lies
+    below the bracket and gathers what lies inside it, and ``kthvalue`` on that small set
+    gives v exactly. Should the bracket miss, it widens and the pass repeats; the widest
+    bracket is (-inf, +inf), which cannot miss.
+    """
+    sample = _sample(layers, n)
+    widen = 2.0
+    while True:
+        lo, hi = _bounds(sample, k / n, widen)
+        n_lt, n_eq, inside = _bracket_counts(layers, lo, hi)
+        if n_lt < k <= n_lt + n_eq:
+            return lo, n_lt, n_eq
+        below = n_lt + n_eq
+        if below < k <= below + inside.numel():
+            v = float(torch.kthvalue(inside, k - below).values)
+            return v, below + int((inside < v).sum()), int((inside == v).sum())
+        if lo == float("-inf") and hi == float("inf"):  # (-inf, inf) holds every score: cannot miss
+            raise AssertionError(f"selection missed the widest bracket: k={k}, n={n}")
+        widen *= 4.0
+
+
+def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
+    """New flat keep-masks pruning the ``k`` lowest masked scores over ``layers`` taken in
+    order as one sequence, ties broken by position: exactly what a stable ascending sort of
+    the concatenated masked scores would prune, without the sort.
+
+    Usually one pass: a strided sample brackets the threshold in (lo, hi); the pass writes
+    ``score > lo`` as the new mask and gathers the few scores inside the bracket with their
+    positions; ``kthvalue`` on those finds the threshold and the lowest of them (ties by
+    position) are cleared. Should the bracket miss, ``_threshold`` finds it exactly and a
+    second pass writes the mask.
+    """
+    n = sum(layer.scores.numel() for layer in layers)
+    outs = [torch.empty(layer.scores.numel(), dtype=torch.bool, device=layer.scores.device) for layer in layers]
+    if k <= 0:
+        for out, layer in zip(outs, layers):
+            out.copy_(layer.keep) if layer.keep is not None else out.fill_(True)
+        return outs
+    if k >= n:
+        for out in outs:
+            out.fill_(False)
+        return outs
+    sample = _sample(layers, n)
+    lo, hi = _bounds(sample, k / n, 1.0)
+    above, where, inside = 0, [], []
+    for j, (out, layer) in enumerate(zip(outs, layers)):
+        buf = torch.empty(min(_CHUNK, layer.scores.numel()), dtype=torch.bool, device=out.device)
+        for i, s, keep in layer.chunks(lo, hi):
+            o, sel = out[i : i + s.numel()], buf[: s.numel()]
+            torch.gt(s, lo, out=o)
+            if keep is not None:
+                o.logical_and_(keep)
+            above += int(torch.count_nonzero(o))  # while the chunk is in cache
+            torch.lt(s, hi, out=sel).logical_and_(o)
+            pos = sel.nonzero().squeeze(1)
+            if pos.numel():
+                where.append((j, pos + i))
+                inside.append(s[pos])
+    values = torch.cat(inside).cpu() if inside else torch.empty(0)
+    need = k - (n - above)  # still to prune, from the bracket, lowest first
+    if 0 <= need <= values.numel():
+        if need > 0:
+            v = torch.kthvalue(values, need).values
+            drop = values < v
+            ties = values == v  # gathered in position order, so the first ones go
+            drop |= ties & (torch.cumsum(ties, 0) <= need - int(drop.sum()))
+            for (j, pos), d in zip(where, torch.split(drop, [p.numel() for _, p in where])):
+                outs[j][pos[d.to(pos.device)]] = False
+        return outs
+    return _select_exact(layers, n, k, outs)
+
+
+def _bounds(sample: torch.Tensor, q: float, widen: float) -> tuple[float, float]:
+    """Sample values around quantile ``q``, ``widen`` x four standard deviations of its rank apart."""
+    m = sample.numel()
+    margin = widen * 4.0 * math.sqrt(m * q * (1.0 - q)) + 2.0
+    i_lo, i_hi = math.floor(q * m - margin) - 1, math.ceil(q * m + margin)
+    lo = float(sample[i_lo]) if i_lo >= 0 else float("-inf")
+    hi = float(sample[i_hi]) if i_hi < m else float("inf")
+    return lo, hi
+
+
+def _select_exact(layers: list[_Layer], n: int, k: int, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The second-chance path of ``_select``: exact threshold first, then one writing pass."""
+    v, n_lt, n_eq = _threshold(layers, n, k)
+    quota = k - n_lt  # ties at v to prune, the first ones by position; 1 ≤ quota ≤ n_eq
+    partial = quota < n_eq
+    for out, layer in zip(outs, layers):
+        for i, s, keep in layer.chunks(v):
+            o = out[i : i + s.numel()]
+            torch.gt(s, v, out=o)
+            if keep is not None:
+                o.logical_and_(keep)
+            if not partial:
+                continue
+            eq = ~o if v == float("-inf") else (s == v if keep is None else (s == v).logical_and_(keep))
+            n_here = int(torch.count_nonzero(eq))
+            if quota >= n_here:
+                quota -= n_here
+                continue
+            if quota > 0:  # the tie that ends the quota falls in this chunk
+                cut = int(eq.nonzero()[quota, 0])
+                eq[:cut] = False
+                quota = 0
+            o.logical_or_(eq)
+    return outs
 
 
 @ALLOCATIONS.register("global")
 def allocate_global(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
-    names = list(s)
-    flat = torch.cat([s[n].cpu() for n in names])
-    total = flat.numel()
-    already = total - mask.nonzero
+    names = list(mask)
+    layers = _layer_views(scores, mask, names)
+    total = sum(layer.scores.numel() for layer in layers)
+    already = total - sum(layer.alive for layer in layers)
     n_prune = max(round(target * total), already)
-    keep = _prune_lowest(flat, n_prune)
-    out, start = {}, 0
-    for n in names:
-        size = s[n].numel()
-        out[n] = keep[start : start + size].view_as(mask[n]).to(mask[n].device)
-        start += size
-    return Mask(out)
+    keeps = _select(layers, n_prune)
+    return Mask({n: keep.view_as(mask[n]).to(mask[n].device) for n, keep in zip(names, keeps)})
 
 
 @ALLOCATIONS.register("layer")
 def allocate_layer(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
     out = {}
-    for n, flat in s.items():
-        already = flat.numel() - int(mask[n].sum())
-        n_prune = max(round(target * flat.numel()), already)
-        out[n] = _prune_lowest(flat.cpu(), n_prune).view_as(mask[n]).to(mask[n].device)
+    for n in mask:
+        (layer,) = _layer_views(scores, mask, [n])
+        numel = layer.scores.numel()
+        n_prune = max(round(target * numel), numel - layer.alive)
+        out[n] = _select([layer], n_prune)[0].view_as(mask[n]).to(mask[n].device)
     return Mask(out)
 
 
@@ -114,14 +288,16 @@ def erk_keep_counts(shapes: Mapping[str, torch.Size], alive: Mapping[str, int], 
 
 @ALLOCATIONS.register("erk")
 def allocate_erk(scores: Mapping[str, torch.Tensor], mask: Mask, target: float) -> Mask:
-    s = _masked_scores(scores, mask)
+    names = list(mask)
+    layers = dict(zip(names, _layer_views(scores, mask, names)))
     total = mask.numel
-    alive = {n: int(mask[n].sum()) for n in s}
+    alive = {n: layers[n].alive for n in names}
     keep_total = min(round((1.0 - target) * total), sum(alive.values()))
-    counts = erk_keep_counts({n: mask[n].shape for n in s}, alive, keep_total)
+    counts = erk_keep_counts({n: mask[n].shape for n in names}, alive, keep_total)
     out = {}
-    for n, flat in s.items():
-        out[n] = _prune_lowest(flat.cpu(), flat.numel() - counts[n]).view_as(mask[n]).to(mask[n].device)
+    for n in names:
+        keep = _select([layers[n]], layers[n].scores.numel() - counts[n])[0]
+        out[n] = keep.view_as(mask[n]).to(mask[n].device)
     return Mask(out)
 
 

@@ -61,6 +61,10 @@ OPTIONAL: dict[str, str] = {
     "latency_ms_dense": "float64",
     "speedup_measured": "float64",  # latency_ms_dense / latency_ms, same process
     "latency_ms_large": "float64",  # latency at a large batch (structured runs)
+    "latency_mode": "string",  # eager, or deploy:<what was applied> (metrics.latency_in_mode)
+    "speedup_measured_sparse": "float64",  # dense kernels ms / sparse-format ms (sparse_kernels)
+    "sparse_format": "string",  # csr:<layers replaced>/<Linear layers>, or dense when none gained
+    "latency_ms_sparse": "float64",
     "latency_batch_large": "Int64",
     "channel_ratio": "float64",  # structured runs: requested fraction of channels removed
     "trial": "Int64",  # Optuna trial number, when the run came from a study
