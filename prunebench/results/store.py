@@ -240,3 +240,29 @@ def check_writable_root(root: str | os.PathLike[str], key: str = "paths.root") -
             raise ConfigError(f"{key}={str(root)!r} is not writable{where}{what}: {reason}; "
                               f"choose another {key} or fix its permissions") from None
     return path
+
+
+def load_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
+    """Why a torch file could not be read, in a few words for a user.
+
+    Never repeats torch's advice to load with ``weights_only=False`` (running code from a
+    damaged or foreign file is not a fix); says "empty" for a 0-byte file.
+    """
+    try:
+        if Path(path).stat().st_size == 0:
+            return "it is empty (0 bytes)"
+    except OSError:
+        pass
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
+        detail = detail.split(" was not an allowed global")[0].split(". Please use")[0]
+        if detail.startswith("Unsupported global"):
+            return f"it holds Python objects, not plain tensors ({detail})"
+        return f"it is not a torch file of tensors ({detail or 'unpickling failed'})"
+    if "PytorchStreamReader" in text or "zip archive" in text:
+        return f"it is truncated or not a torch file ({text.split('. This is')[0].split(': ', 1)[-1].strip()})"
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if "weights_only" in first:
+        first = ""
+    return f"it cannot be read ({type(exc).__name__}{': ' + first[:200] if first else ''})"
