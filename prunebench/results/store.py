@@ -15,6 +15,7 @@ killed process leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -31,7 +32,7 @@ import pandas as pd
 from prunebench.errors import ConfigError
 from prunebench.results import schema
 from prunebench.results.lock import file_lock, run_lock  # noqa: F401 - the locks of a results root
-from prunebench.results.validate import ResultsError, check_rows, read_table
+from prunebench.results.validate import Records, ResultsError, check_records, read_records
 
 ROWS = "rows.csv"
 DONE = "DONE"
@@ -118,16 +119,39 @@ def read_rows(run_path: Path, levels: int | None = None) -> pd.DataFrame:
     a level missing, repeated or without status, rows of another run. ``levels`` (else
     config.json's ``levels``) lets a finished run be checked for missing final levels.
     """
+    header, records = _checked(run_path, levels)
+    return _typed([(header, records)])
+
+
+def _checked(run_path: Path, levels: int | None = None) -> tuple[list[str], Records]:
+    """The validated header and records of a run's rows.csv; ResultsError if it fails."""
     path = run_path / ROWS
     if not path.exists() and not path.is_symlink():
-        return schema.empty()
-    raw, problems = read_table(path)
-    if raw is not None:
+        return [], []
+    header, records, problems = read_records(path)
+    if header is not None:
         levels = levels if levels is not None else expected_levels(run_path)
-        problems += check_rows(raw, run_path.name, levels, finished=is_done(run_path))
+        problems += check_records(header, records, run_path.name, levels, finished=is_done(run_path))
     if problems:
         raise ResultsError(path, problems)
-    return schema.coerce(pd.read_csv(path))
+    return header or [], records
+
+
+def _typed(tables: Sequence[tuple[list[str], Records]]) -> pd.DataFrame:
+    """One typed table from validated CSV records (one pandas parse for all of them)."""
+    columns: dict[str, None] = {}
+    for header, _ in tables:
+        columns.update(dict.fromkeys(header))
+    if not any(records for _, records in tables):
+        return schema.empty()
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    for header, records in tables:
+        index = [header.index(c) if c in header else -1 for c in columns]
+        writer.writerows([r[j] if j >= 0 else "" for j in index] for r in records)
+    buf.seek(0)
+    return schema.coerce(pd.read_csv(buf))
 
 
 def is_done(run_path: Path) -> bool:
@@ -171,18 +195,17 @@ def collect(
         raise ConfigError(f"results root {str(root)!r} does not exist")
     if not Path(root).is_dir():
         raise ConfigError(f"results root {str(root)!r} is not a directory")
-    frames, invalid = [], {}
+    tables, invalid = [], {}
     for run_path in sorted(base.glob("*")) if base.is_dir() else []:
         if not run_path.is_dir() or not ((run_path / ROWS).exists() or (run_path / ROWS).is_symlink()):
             continue
         if not include_unfinished and not is_done(run_path):
             continue
         try:
-            frames.append(read_rows(run_path))
+            tables.append(_checked(run_path))
         except ResultsError as exc:
             invalid[run_path] = "; ".join(exc.problems)
-    frames = [f for f in frames if len(f)]
-    df = schema.coerce(pd.concat(frames, ignore_index=True)) if frames else schema.empty()
+    df = _typed(tables)
     for key, allowed in parse_filters(filters).items():
         if key not in df.columns:
             raise ConfigError(f"filter column {key!r} is not a results column; valid: {', '.join(df.columns)}")

@@ -9,10 +9,10 @@ report names them and does not use them).
 
 from __future__ import annotations
 
+import csv
 import io
+from collections import Counter
 from pathlib import Path
-
-import pandas as pd
 
 from prunebench.errors import CorruptFileError
 from prunebench.results import schema
@@ -32,80 +32,103 @@ class ResultsError(CorruptFileError):
                          f"delete the run folder {Path(path).parent} to redo it")
 
 
-def _where(df: pd.DataFrame, i: int) -> str:
-    level = df["level"].iloc[i] if "level" in df.columns else None
-    at = f"line {i + 2}"
-    return f"{at} (level {level})" if level is not None and pd.notna(level) else at
+Records = list[list[str]]
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame | None, list[str]]:
-    """Parse ``path`` as CSV, or return the reason it cannot be (never a traceback)."""
+def read_records(path: Path) -> tuple[list[str] | None, Records, list[str]]:
+    """``(header, rows, problems)`` of a CSV results file; header None if it cannot be parsed.
+
+    Plain ``csv`` rather than pandas: a report reads hundreds of these, and checking them
+    cell by cell in Python is faster than building a DataFrame per file.
+    """
     if path.is_dir():
-        return None, ["it is a directory, not a file"]
+        return None, [], ["it is a directory, not a file"]
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return None, [f"it cannot be read ({exc.strerror or type(exc).__name__})"]
+        return None, [], [f"it cannot be read ({exc.strerror or type(exc).__name__})"]
     if not raw:
-        return None, ["it is empty (0 bytes)"]
+        return None, [], ["it is empty (0 bytes)"]
     problems = []
     if not raw.endswith(b"\n"):  # every writer ends the file with a newline: the last line was cut
         problems.append("its last line is cut off (no final newline): the file was truncated")
     try:
-        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, problems + [f"it is not a valid CSV table ({first})"]
-    return df, problems
+        lines = list(csv.reader(io.StringIO(raw.decode())))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return None, [], problems + [f"it is not a valid CSV table ({type(exc).__name__}: {exc})"]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return None, [], problems + ["it has no header line"]
+    header, rows = lines[0], lines[1:]
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            problems.append(f"line {i + 2} has {len(row)} fields, the header {len(header)}")
+    return header, rows, problems
 
 
-def check_rows(df: pd.DataFrame, run_name: str | None = None, levels: int | None = None,
-               finished: bool = False) -> list[str]:
-    """What is wrong with the raw (all-string) rows of one run; empty when they are sound.
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def check_records(header: list[str], rows: Records, run_name: str | None = None, levels: int | None = None,
+                  finished: bool = False) -> list[str]:
+    """What is wrong with the rows of one run; empty when they are sound.
 
     Checked: the key columns are there; every row has a level (an integer) and a known
     status; numeric columns hold numbers; one row per level, levels 0..k without gaps;
     the rows belong to the run folder ``run_name``; a ``finished`` run with ``levels``
     pruned levels has all of them unless its last row records why it stopped.
     """
-    problems: list[str] = []
-    missing = [c for c in KEY_COLUMNS if c not in df.columns]
+    missing = [c for c in KEY_COLUMNS if c not in header]
     if missing:
-        return [f"column(s) {missing} missing (header: {', '.join(map(str, df.columns[:8]))}...)"]
-    for col in df.columns:
-        if col not in _NUMERIC:
-            continue
-        text = df[col]
-        nums = pd.to_numeric(text, errors="coerce")
-        bad = text.notna() & nums.isna() & ~text.str.strip().str.lower().isin(("nan", "inf", "-inf", "<na>", ""))
-        for i in list(bad[bad].index[:3]):
-            problems.append(f"column {col!r} holds {text.iloc[i]!r}, not a number, at {_where(df, i)}")
-        if _NUMERIC[col] == "Int64":
-            frac = nums.notna() & (nums % 1 != 0)
-            for i in list(frac[frac].index[:3]):
-                problems.append(f"column {col!r} holds {text.iloc[i]!r}, not an integer, at {_where(df, i)}")
-    level = pd.to_numeric(df["level"], errors="coerce")
-    for i in list(level[level.isna()].index[:3]):
-        problems.append(f"line {i + 2} has no level")
-    status = df["status"]
-    for i in list(status[status.isna()].index[:3]):
-        problems.append(f"{_where(df, i)} has no status")
-    unknown = status.notna() & ~status.isin(schema.STATUSES)
-    for i in list(unknown[unknown].index[:3]):
-        problems.append(f"{_where(df, i)} has status {status.iloc[i]!r}; known: {', '.join(schema.STATUSES)}")
+        return [f"column(s) {missing} missing (header: {', '.join(header[:8])}...)"]
+    problems: list[str] = []
+    col = {name: j for j, name in enumerate(header)}
+    rows = [r for r in rows if len(r) == len(header)]  # short/long lines are reported by read_records
+    levels_seen: list[int | None] = []
+    for i, row in enumerate(rows):
+        text = row[col["level"]].strip()
+        value = _number(text) if text else None
+        level = int(value) if value is not None and value.is_integer() else None
+        levels_seen.append(level)
+        at = f"line {i + 2}" + (f" (level {level})" if level is not None else "")
+        if level is None:
+            problems.append(f"line {i + 2} has no level" if not text else
+                            f"column 'level' holds {text!r}, not an integer, at line {i + 2}")
+        for name, j in col.items():
+            kind = _NUMERIC.get(name)
+            cell = row[j].strip()
+            if kind is None or not cell or name == "level":
+                continue
+            num = _number(cell)
+            if num is None:
+                problems.append(f"column {name!r} holds {cell!r}, not a number, at {at}")
+            elif kind == "Int64" and num == num and not num.is_integer():
+                problems.append(f"column {name!r} holds {cell!r}, not an integer, at {at}")
+        status = row[col["status"]].strip()
+        if not status:
+            problems.append(f"{at} has no status")
+        elif status not in schema.STATUSES:
+            problems.append(f"{at} has status {status!r}; known: {', '.join(schema.STATUSES)}")
+        if len(problems) > 20:
+            break
     if run_name is not None:
-        other = sorted(set(df["run_id"].dropna().astype(str)) - {run_name})
-        if other or df["run_id"].isna().any():
-            problems.append(f"rows of run(s) {other or ['<none>']} in the folder of run {run_name!r}")
-    counts = level.dropna().value_counts()
-    for lv, n in sorted(counts[counts > 1].items()):
-        problems.append(f"level {int(lv)} appears {n} times (one row per level)")
-    have = sorted(int(v) for v in counts.index if float(v).is_integer())
+        other = sorted({r[col["run_id"]].strip() or "<none>" for r in rows} - {run_name})
+        if other:
+            problems.append(f"rows of run(s) {other} in the folder of run {run_name!r}")
+    counts = Counter(lv for lv in levels_seen if lv is not None)
+    for lv, n in sorted(counts.items()):
+        if n > 1:
+            problems.append(f"level {lv} appears {n} times (one row per level)")
+    have = sorted(counts)
     if have and have != list(range(have[-1] + 1)):
         gaps = sorted(set(range(have[-1] + 1)) - set(have))
         problems.append(f"level(s) {gaps} missing between 0 and {have[-1]}")
     if finished and levels is not None and have and have[-1] < levels and not problems:
-        last = status.iloc[int(level.idxmax())]
+        last = rows[levels_seen.index(have[-1])][col["status"]].strip()
         if last == "ok":
             problems.append(f"the run is marked finished (DONE) but its rows stop at level {have[-1]} of {levels}")
     return problems
