@@ -126,3 +126,26 @@ def test_relaunch_waits_for_a_trial_running_elsewhere(tmp_path: Path) -> None:
     assert launched == [] and summary.launched == 0
     assert any("waiting for 1 trial(s) running elsewhere" in m for m in logs)
     assert [tr.state for tr in optuna.load_study(study_name="s", storage=s.storage).trials] == [TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("target, wrapped", [
+    ("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", True),
+    ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", False),
+])
+def test_make_launcher_wraps_joblib_jobs(monkeypatch: pytest.MonkeyPatch, target: str, wrapped: bool) -> None:
+    from hydra.core.plugins import Plugins
+    from omegaconf import OmegaConf
+
+    from prunebench.sweep.common import make_launcher
+
+    seen = {}
+    monkeypatch.setattr(Plugins.instance(), "instantiate_launcher",
+                        lambda hydra_context, task_function, config: seen.setdefault("task", task_function))
+    config = OmegaConf.create({"hydra": {"launcher": {"_target_": target, "n_jobs": 1}}})
+
+    def task(cfg: object) -> object:
+        return cfg
+
+    make_launcher(None, task, config, 2)
+    assert isinstance(seen["task"], DiesWithParent) is wrapped
+    assert seen["task"]("x") == "x" and seen["task"].__name__ == "task"
