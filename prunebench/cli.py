@@ -61,7 +61,7 @@ def expand_study(cfg: Any, task_overrides: Sequence[str]) -> list[RunSpec]:
 def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None) -> list[Any]:
     """Run specs in order (every one validated before the first trains); failures are recorded, not raised."""
     from prunebench.engine.loop import Run, RunOutcome
-    from prunebench.results.store import DONE, file_lock
+    from prunebench.results.store import DONE
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
@@ -73,35 +73,58 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
         if not (r.path / DONE).exists() and r.spec.run_id not in prepared:
             r.prepare()
             prepared.add(r.spec.run_id)
+    # A run another process is working on (run lock held) is deferred, not trained twice: the
+    # other runs go first, then this launcher waits for it and finds it finished.
+    deferred: list[tuple[int, Any]] = []
     for i, r in enumerate(runs, start=1):
-        spec = r.spec
-        if (r.path / DONE).exists():
-            log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
-            outcomes.append(r.execute())
-            continue
-        log(f"[{i}/{total}] {spec.describe()} -> {r.path}")
-        # One launcher at a time per run: a second one waits here, then finds it finished.
-        lock = Path(spec.root) / "locks" / f"{spec.run_id}.lock"
-        with file_lock(lock, on_wait=lambda: log(f"  run {spec.run_id} is running in another process; waiting")):
+        outcome = _execute_one(r, i, total, log, wait=False)
+        if outcome is None:
+            deferred.append((i, r))
+        else:
+            outcomes.append(outcome)
+    for i, r in deferred:
+        outcome = _execute_one(r, i, total, log, wait=True)
+        assert outcome is not None
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _execute_one(r: Any, i: int, total: int, log: Any, *, wait: bool) -> Any:
+    """Run ``r`` under its run lock; None if another live process holds it and ``wait`` is false."""
+    from prunebench.engine.loop import RunOutcome
+    from prunebench.results.lock import LockBusy
+    from prunebench.results.store import DONE, read_rows, run_lock
+
+    spec = r.spec
+    if (r.path / DONE).exists():
+        log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
+        return r.execute()
+
+    def waiting(holder: Any) -> None:
+        who = holder.describe() if holder is not None else "another process"
+        log(f"[{i}/{total}] run {spec.run_id} is being trained by {who}; waiting for it")
+
+    try:
+        with run_lock(r.path, owner=f"prunebench {spec.describe()}", wait=wait, on_wait=waiting):
             if (r.path / DONE).exists():
-                log(f"  run {spec.run_id} was finished by another process; skipped")
-                outcomes.append(r.execute())
-                continue
+                log(f"[{i}/{total}] {spec.describe()}: finished by another process, skipped ({spec.run_id})")
+                return r.execute()
+            log(f"[{i}/{total}] {spec.describe()} -> {r.path}")
             try:
-                outcomes.append(r.execute())
+                return r.execute()
             except ConfigError:
                 raise
             except Exception as exc:  # a failing run is recorded; a study goes on
                 # Sweeps: a LevelHook may stop a run on purpose; its exception names the
                 # status to record (prunebench.sweep.trial.LevelPruned → "pruned").
                 status = str(getattr(exc, "run_status", "failed"))
-                r.path.mkdir(parents=True, exist_ok=True)
                 r._record_failure(status, f"{type(exc).__name__}: {exc}")
                 (r.path / "error.txt").write_text(traceback.format_exc())
-                from prunebench.results.store import read_rows
-
-                outcomes.append(RunOutcome(spec.run_id, r.path, read_rows(r.path), False, status))
-    return outcomes
+                return RunOutcome(spec.run_id, r.path, read_rows(r.path), False, status)
+    except LockBusy as busy:
+        who = busy.holder.describe() if busy.holder is not None else "another process"
+        log(f"[{i}/{total}] run {spec.run_id} is being trained by {who}; deferred to the end")
+        return None
 
 
 def summarise(outcomes: Sequence[Any], seconds: float) -> tuple[str, int]:

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+from prunebench.errors import ConfigError
 
-def check_writable_root(root: str | os.PathLike[str]) -> None:
-    """ConfigError naming ``paths.root`` unless results can be written under it."""
-    from prunebench.errors import ConfigError
 
-    p = Path(root)
-    probe = p
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+def check_writable_root(root: str | os.PathLike[str], key: str = "paths.root") -> Path:
+    """Raise ConfigError unless results can be written under ``root`` (made if missing).
+
+    Checks, without leaving anything behind: ``root`` is not a file; its nearest existing
+    folder (``root`` itself, or the parent it would be made in) accepts a new entry; the
+    folders prunebench writes into (runs/, cache/, studies/, locks/), where they exist,
+    are writable folders. Returns ``root`` as an absolute path.
+    """
+    path = Path(root).expanduser().absolute()
+    probe = path
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"paths.root={str(root)!r}: {str(probe)!r} is not writable")
-    for sub in ("runs", "cache"):
-        q = p / sub
-        if q.exists() and (not q.is_dir() or not os.access(q, os.W_OK | os.X_OK)):
-            raise ConfigError(f"paths.root={str(root)!r}: {str(q)!r} is not a writable folder")
+    if probe != path and not probe.is_dir():
+        raise ConfigError(f"{key}={str(root)!r} cannot be made: {probe} is a file, not a folder")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={str(root)!r} is a file, not a folder; give a folder for the results")
+    targets = [probe] + [path / sub for sub in ("runs", "cache", "studies", "locks") if (path / sub).exists()]
+    for target in targets:
+        what = "" if target in (path, probe) else f" ({target.name}/ inside it)"
+        if not target.is_dir():
+            raise ConfigError(f"{key}={str(root)!r}: {target} is a file, not a folder{what}")
+        try:  # a real write: permission bits lie for root and on read-only mounts
+            tempfile.TemporaryDirectory(prefix=".prunebench-probe-", dir=target).cleanup()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            where = "" if target == path else f" ({target} cannot take new entries)"
+            raise ConfigError(f"{key}={str(root)!r} is not writable{where}{what}: {reason}; "
+                              f"choose another {key} or fix its permissions") from None
+    return path

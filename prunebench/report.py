@@ -9,14 +9,27 @@ PDF. A figure that does not apply is skipped with the reason, never drawn empty.
 Optuna studies are read from ``ROOT/studies/*.db`` (SQLite); per-layer sensitivity
 tables from ``ROOT/runs/<id>/sensitivity.csv`` (``experiments/layer_sensitivity.py``).
 
-Exit codes: 0 report written, 1 nothing to report (no root, no runs, no matching rows),
-2 bad input (e.g. an unknown filter column).
+Every run's rows.csv is validated as it is read: a run whose file is damaged (cut off,
+text in a numeric column, a level repeated or missing, no status) is not used; the report
+names it with the reason (on stderr and in summary.md) and is drawn from the other runs.
+
+The report records a hash of its inputs (the collected table, the options, the per-layer,
+sensitivity and study files it reads, its own code) in ``DIR/report.json``: a relaunch
+with nothing changed writes nothing and says "report up to date"; after a change only the
+figures whose data changed are redrawn (``--force`` redraws everything). It never imports
+torch.
+
+Exit codes: 0 report written or up to date (damaged runs, if any, are listed on stderr);
+1 nothing to report (no root, no runs, no matching rows, or every run damaged); 2 bad
+input (an unknown filter column, a root or ``--out`` that is a file or not writable).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import json
 import os
 import re
 import sys
@@ -27,13 +40,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from prunebench.errors import ConfigError
-from prunebench.results import load
-from prunebench.results.store import atomic_write_bytes, atomic_write_text, level_dir, runs_dir
+from prunebench.results.store import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable_root,
+    collect,
+    level_dir,
+    runs_dir,
+)
 
 Filters = Sequence[str] | Mapping[str, Any] | None
+MANIFEST = "report.json"
+#: Written by experiments/layer_sensitivity.py (prunebench.analysis.SENSITIVITY_FILE; not
+#: imported from there: analysis imports torch, the report must not).
+SENSITIVITY_FILE = "sensitivity.csv"
 
 
 @dataclass
@@ -48,6 +70,9 @@ class ReportResult:
     figures: dict[str, list[Path]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     message: str = ""
+    invalid: dict[str, str] = field(default_factory=dict)  # run folder -> why its files were not used
+    up_to_date: bool = False  # nothing changed since the last report: nothing was written
+    reused: list[str] = field(default_factory=list)  # figures kept from the last report (same data)
 
     @property
     def ok(self) -> bool:
@@ -69,19 +94,57 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "study"
 
 
-class _Writer:
-    """Draws figures into ``out`` and books what was written or skipped."""
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, pd.DataFrame):
+            part = part.to_csv(index=False)
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
 
-    def __init__(self, result: ReportResult, suffix: str = "") -> None:
+
+def _code_version() -> str:
+    """The report's own code: a change to how figures are drawn redraws them (read, not imported)."""
+    here = Path(__file__)
+    return _digest(here.read_bytes(), here.with_name("plots.py").read_bytes())
+
+
+class _Writer:
+    """Draws figures into ``out`` and books what was written or skipped.
+
+    ``key`` identifies the data a figure is drawn from; a figure whose key equals the one
+    in the last report's manifest, and whose files are still there, is kept, not redrawn.
+    """
+
+    def __init__(self, result: ReportResult, suffix: str = "", key: str = "",
+                 previous: Mapping[str, Any] | None = None) -> None:
         self.result = result
         self.suffix = suffix  # appended to every figure name (per data set/model sets)
+        self.key = key
+        self.previous: Mapping[str, Any] = previous if previous is not None else {}
+        self.keys: dict[str, str] = {}
 
-    def figure(self, name: str, draw: Callable[[], Any], reason_if_skipped: str | None = None) -> None:
+    def sub(self, suffix: str, key: str) -> _Writer:
+        w = _Writer(self.result, suffix, key, self.previous)
+        w.keys = self.keys  # one book of keys for the whole report
+        return w
+
+    def figure(self, name: str, draw: Callable[[], Any], reason_if_skipped: str | None = None,
+               key: str | None = None) -> None:
         from prunebench import plots
 
         name += self.suffix
         if reason_if_skipped:
             self.result.skipped[name] = reason_if_skipped
+            return
+        key = _digest(name, key if key is not None else self.key)
+        before = self.previous.get(name) or {}
+        files = [self.result.out / f for f in before.get("files", [])]
+        if key and before.get("key") == key and files and all(f.exists() for f in files):
+            self.result.figures[name] = files
+            self.result.reused.append(name)
+            self.keys[name] = key
             return
         try:
             ax = draw()
@@ -91,6 +154,7 @@ class _Writer:
             return
         self.result.figures[name] = paths
         self.result.written.extend(paths)
+        self.keys[name] = key
 
 
 def _table_files(df: pd.DataFrame, out: Path, result: ReportResult) -> None:
@@ -124,6 +188,10 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
         lines += ["", f"## Failed or diverged ({failed['run_id'].nunique()} run(s))", ""]
         cols = [c for c in ("run_id", "label", "level", "status", "error") if c in failed.columns]
         lines.append(plots.to_markdown(failed[cols].astype("string").fillna("")))
+    if result.invalid:
+        lines += ["", f"## Not used: damaged results files ({len(result.invalid)} run(s))", ""]
+        lines.append(plots.to_markdown(pd.DataFrame(
+            [{"run": Path(k).name, "reason": v} for k, v in sorted(result.invalid.items())])))
     atomic_write_text(out / "summary.md", "\n".join(lines))
     tex = plots.to_latex(table, caption="Test accuracy (mean ± std over seeds) at each target sparsity.") \
         if len(table) else "% no pruned levels\n"
@@ -140,7 +208,7 @@ def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
             for _, g in groups.sort_values(["dataset", "model"]).iterrows():
                 sub = df[(df["dataset"] == g["dataset"]) & (df["model"] == g["model"])]
                 suffix = f"__{_safe_name(str(g['dataset']))}_{_safe_name(str(g['model']))}"
-                _curve_figures(sub, _Writer(w.result, suffix))
+                _curve_figures(sub, w.sub(suffix, _digest(sub)))
 
     has_pruned = _finite(df, "test_acc")
     no_pruned = None if has_pruned else "no pruned levels (level >= 1) with test_acc"
@@ -168,20 +236,20 @@ def _channel_layer_sparsity(layers: pd.DataFrame, run_path: Path) -> pd.DataFram
     """A channel run's ``layers.csv`` (layer, channels) as per-layer sparsity: the fraction of
     each layer's output channels removed, against the dense widths in ``levels/0/state.pt``.
     Layer names get the ``.weight`` suffix of the unstructured tables so the bars line up."""
-    from prunebench.engine.dense import load_state
     from prunebench.errors import CorruptFileError
+    from prunebench.results.shapes import tensor_shapes
 
-    try:
-        dense = load_state(level_dir(run_path, 0) / "state.pt", "level 0 checkpoint")
+    try:  # shapes only, read without torch
+        dense = tensor_shapes(level_dir(run_path, 0) / "state.pt")
     except (FileNotFoundError, CorruptFileError):
         return None
     rows = []
     for name, channels in zip(layers["layer"].astype(str), pd.to_numeric(layers["channels"])):
-        weight = dense.get(f"{name}.weight")
-        if weight is None or weight.dim() < 2:
+        shape = dense.get(f"{name}.weight")
+        if shape is None or len(shape) < 2:
             continue
-        rows.append({"layer": f"{name}.weight", "channels": int(channels), "channels_dense": int(weight.shape[0]),
-                     "sparsity": 1.0 - float(channels) / int(weight.shape[0])})
+        rows.append({"layer": f"{name}.weight", "channels": int(channels), "channels_dense": int(shape[0]),
+                     "sparsity": 1.0 - float(channels) / int(shape[0])})
     return pd.DataFrame(rows) if rows else None
 
 
@@ -210,7 +278,7 @@ def _layer_figure(df: pd.DataFrame, root: Path, w: _Writer) -> None:
                 frames.append(layers.assign(label=str(label)))
     reason = None if frames else "no levels/<k>/layers.csv for a pruned level (k >= 1)"
     layers = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    w.figure("layer_sparsity", lambda: plots.layer_sparsity(layers, by="label"), reason)
+    w.figure("layer_sparsity", lambda: plots.layer_sparsity(layers, by="label"), reason, key=_digest(layers))
 
 
 def _sensitivity_figures(df: pd.DataFrame, root: Path, w: _Writer, filters: Filters) -> None:
@@ -220,7 +288,6 @@ def _sensitivity_figures(df: pd.DataFrame, root: Path, w: _Writer, filters: Filt
     (``layer_sensitivity_<run_id>``). With filters, only runs with rows in the table count.
     """
     from prunebench import plots
-    from prunebench.analysis import SENSITIVITY_FILE
 
     files = sorted(runs_dir(root).glob(f"*/{SENSITIVITY_FILE}"))
     if filters:
@@ -237,7 +304,7 @@ def _sensitivity_figures(df: pd.DataFrame, root: Path, w: _Writer, filters: Filt
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             w.result.skipped[name] = f"cannot read {path} ({type(exc).__name__})"
             continue
-        w.figure(name, lambda s=sens: plots.layer_sensitivity(s))
+        w.figure(name, lambda s=sens: plots.layer_sensitivity(s), key=_digest(sens))
 
 
 def _study_figures(root: Path, w: _Writer) -> None:
@@ -265,6 +332,7 @@ def _study_figures(root: Path, w: _Writer) -> None:
             trials = study.trials_dataframe()
             tag = _safe_name(name if len(files) == 1 else f"{path.stem}_{name}")
             directions = [d.name.lower() for d in study.directions]
+            key = _digest(trials, directions, study.metric_names)
             objs = plots.objective_columns(trials)
             n_complete = sum(t.state.name == "COMPLETE" for t in study.trials)
             if not n_complete or not objs:
@@ -277,48 +345,95 @@ def _study_figures(root: Path, w: _Writer) -> None:
                 w.figure(f"pareto_front_{tag}", lambda t=trials, o=objs, d=directions, m=labels: plots.pareto_front(
                     t, x=o[0], y=o[1], directions=d[:2],
                     xlabel=f"{m[0]} ({'→' if d[0] == 'maximize' else '←'} better)",
-                    ylabel=f"{m[1]} ({'↑' if d[1] == 'maximize' else '↓'} better)"))
+                    ylabel=f"{m[1]} ({'↑' if d[1] == 'maximize' else '↓'} better)"), key=key)
             else:
                 w.result.skipped[f"pareto_front_{tag}"] = f"study {name!r} has a single objective"
 
             def history(t: pd.DataFrame = trials, o: list[str] = objs, d: list[str] = directions,
                         m: list[str] = labels) -> Any:
                 # One panel per objective, stacked, on one pyplot-free figure.
+                from matplotlib.figure import Figure
+
                 fig = Figure(figsize=(3.4, 2.0 * len(o)), layout="constrained")
                 axes = fig.subplots(len(o), 1, squeeze=False)[:, 0]
                 for ax, col, direction, metric in zip(axes, o, d, m):
                     plots.search_history(t, ax=ax, objective=col, direction=direction, ylabel=metric)
                 return axes[0]
 
-            w.figure(f"search_history_{tag}", history)
+            w.figure(f"search_history_{tag}", history, key=key)
+
+
+def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, invalid: Mapping[str, str]) -> str:
+    """A hash of everything the report reads: a relaunch with the same key has nothing to do."""
+    files = []
+    for pattern in ("runs/*/levels/*/layers.csv", "runs/*/levels/0/state.pt", f"runs/*/{SENSITIVITY_FILE}",
+                    "studies/*.db", "studies/*.db-wal"):
+        for p in sorted(root.glob(pattern)):
+            st = p.stat()
+            files.append(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
+    opts = json.dumps({"filters": filters if isinstance(filters, Mapping) else list(filters or []),
+                       "out": str(out.resolve()), "invalid": sorted(invalid.items())}, sort_keys=True, default=str)
+    return _digest(_code_version(), opts, df, *files)
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 filters: Filters = None) -> ReportResult:
-    """Load every run under ``root`` (``prunebench.results.load``) and write table, summary, figures.
+                 filters: Filters = None, force: bool = False) -> ReportResult:
+    """Collect every run under ``root`` (validated, ``prunebench.results.collect``) and write
+    table, summary and figures.
 
-    Returns what was written and what was skipped (with reasons). With no rows (no runs,
-    or nothing matches ``filters``) it writes nothing and sets ``message``. Raises
-    ``ConfigError`` for a missing root or an unknown filter column.
+    Returns what was written, reused and skipped (with reasons) and the runs whose files
+    failed validation (``invalid``: not used). With no rows (no runs, or nothing matches
+    ``filters``) it writes nothing and sets ``message``. When nothing changed since the
+    last report in ``out`` it writes nothing and sets ``up_to_date`` (``force`` redraws).
+    Raises ``ConfigError`` for a missing root, an unknown filter column, or an output
+    folder that is a file or not writable.
     """
     root = Path(root)
     out_dir = Path(out) if out is not None else root / "report"
     result = ReportResult(root=root, out=out_dir)
-    df = load(root, filters=filters)
-    result.rows, result.runs = len(df), int(df["run_id"].nunique()) if len(df) else 0
+    found = collect(root, filters=filters)
+    df = found.table
+    result.invalid = {str(k): v for k, v in found.invalid.items()}
+    result.rows, result.runs = len(df), found.runs
     if not len(df):
         where = runs_dir(root)
         result.message = (f"no rows match the filters {filters} under {where}" if filters
                           else f"no runs under {where} (nothing to report)")
+        if result.invalid:
+            result.message += f"; {len(result.invalid)} run(s) with damaged results files were not used"
+        return result
+    check_writable_root(out_dir, key="--out" if out is not None else "report folder")
+    key = _inputs_key(root, out_dir, df, filters, result.invalid)
+    previous = {} if force else _read_manifest(out_dir)
+    before = previous.get("figures", {})
+    if previous.get("inputs") == key and all((out_dir / f).exists() for f in previous.get("files", [])):
+        result.up_to_date = True
+        result.figures = {n: [out_dir / f for f in v["files"]] for n, v in before.items()}
+        result.skipped = dict(previous.get("skipped", {}))
+        result.message = f"report up to date: {result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
         return result
     out_dir.mkdir(parents=True, exist_ok=True)
     _table_files(df, out_dir, result)
     _summary_files(df, root, out_dir, filters, result)
-    w = _Writer(result)
+    w = _Writer(result, key=_digest(df), previous=before)
     _curve_figures(df, w)
     _layer_figure(df, root, w)
     _sensitivity_figures(df, root, w, filters)
     _study_figures(root, w)
+    files = [str(p.relative_to(out_dir)) for p in result.written + [q for n in result.reused
+                                                                     for q in result.figures[n]]]
+    manifest = {"inputs": key, "files": sorted(set(files)), "skipped": result.skipped,
+                "figures": {n: {"key": w.keys.get(n, ""), "files": [str(p.relative_to(out_dir)) for p in paths]}
+                            for n, paths in result.figures.items()}}
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     result.message = f"{result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
     return result
 
@@ -330,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--filter", action="append", default=[], metavar="COL=VAL[,VAL]",
                     help="keep rows whose column equals one of the values (repeatable)")
     ap.add_argument("--out", default=None, help="output folder (default: ROOT/report)")
+    ap.add_argument("--force", action="store_true", help="redraw every figure even if its data did not change")
     ap.add_argument("--quiet", action="store_true", help="print errors only")
     return ap
 
@@ -354,18 +470,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: results root {str(root)!r} does not exist (nothing to report)", file=sys.stderr)
         return 1
     try:
-        result = build_report(root, args.out, args.filter or None)
+        result = build_report(root, args.out, args.filter or None, force=args.force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for run, reason in sorted(result.invalid.items()):  # never silent, even with --quiet
+        print(f"warning: run {Path(run).name} not used: {run}/rows.csv is damaged ({reason})", file=sys.stderr)
     if not result.ok:
         print(f"error: {result.message}", file=sys.stderr)
         return 1
+    if result.up_to_date:
+        say(result.message)
+        return 0
     say(f"report: {result.message}")
     tables = [p.name for p in result.written if p.suffix in (".parquet", ".csv", ".md", ".tex")]
     say(f"  wrote {', '.join(tables)}")
     for name, paths in result.figures.items():
-        say(f"  figure {name} ({', '.join(p.suffix for p in paths)})")
+        kept = " unchanged, kept" if name in result.reused else ""
+        say(f"  figure {name} ({', '.join(p.suffix for p in paths)}){kept}")
     for name, reason in result.skipped.items():
         say(f"  skipped {name}: {reason}")
     return 0

@@ -23,7 +23,7 @@ from prunebench import seeding
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, clone_state
 from prunebench.errors import CorruptFileError
-from prunebench.results.store import atomic_write_bytes, atomic_write_text, file_lock, write_table
+from prunebench.results.store import atomic_write_bytes, atomic_write_text, file_lock, load_failure, write_table
 from prunebench.spec import RunSpec
 
 
@@ -43,7 +43,7 @@ def load_state(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise CorruptFileError(f"{what} {path} is corrupt ({exc}); delete it to recompute it") from exc
+        raise CorruptFileError(f"{what} {path} is corrupt: {load_failure(path, exc)}; delete it to recompute it") from None
 
 
 def check_loadable(net: nn.Module, path: Path, what: str) -> None:

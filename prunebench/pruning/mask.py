@@ -94,7 +94,10 @@ class Mask(Mapping[str, torch.Tensor]):
         except FileNotFoundError:
             raise
         except Exception as exc:  # torch raises many types for garbage input
-            raise CorruptFileError(f"mask file {path} is corrupt ({exc}); delete it to recompute that level") from exc
+            from prunebench.results.store import load_failure
+
+            raise CorruptFileError(f"mask file {path} is corrupt: {load_failure(path, exc)}; "
+                                   f"delete it to recompute that level") from None
         if model is not None:
             params = dict(model.named_parameters())
             for n, m in mask.items():

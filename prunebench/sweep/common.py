@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -73,8 +79,68 @@ def make_launcher(hydra_context: Any, task_function: Any, config: DictConfig, n_
                 launcher.n_jobs = n_jobs
             if "array_parallelism" in launcher:
                 launcher.array_parallelism = n_jobs
+    if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+        # Pool workers outlive a SIGKILLed sweeper (training on for many minutes): each job
+        # watches the sweeper and ends its worker when it is gone.
+        task_function = DiesWithParent(task_function)
     return Plugins.instance().instantiate_launcher(
         hydra_context=hydra_context, task_function=task_function, config=config)
+
+
+_WATCH: dict[str, threading.Thread] = {}
+
+
+def watch_parent(parent_pid: int, interval: float = 0.5, say: Callable[[str], None] | None = None) -> None:
+    """In a pool worker: SIGKILL this process once ``parent_pid`` is gone (idempotent).
+
+    A daemon thread polls the parent: dead, or this process re-parented (its parent pid
+    changed). SIGKILL is safe here: every results file is written atomically, the run
+    lock of a dead pid is stale at once, and the trial's heartbeat stops, so a relaunch
+    retries it. (``prctl(PR_SET_PDEATHSIG)`` is not used: it fires when the *thread* that
+    spawned the worker exits, which for a pool's respawned workers is not the sweeper.)
+    """
+    if "thread" in _WATCH:
+        return
+    start_ppid = os.getppid()
+
+    def gone() -> bool:
+        if os.getppid() != start_ppid:
+            return True
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def run() -> None:
+        while not gone():
+            time.sleep(interval)
+        (say or log)(f"sweep process {parent_pid} is gone: stopping worker {os.getpid()} and its job")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    thread = threading.Thread(target=run, name="prunebench-parent-watch", daemon=True)
+    _WATCH["thread"] = thread
+    thread.start()
+
+
+class DiesWithParent:
+    """A Hydra task function that, run in another process on this host, dies with the sweeper.
+
+    Picklable (joblib/loky ships it to its workers); in the sweeper's own process (the
+    basic launcher) it only calls through.
+    """
+
+    def __init__(self, task_function: Callable[..., Any], interval: float = 0.5) -> None:
+        functools.update_wrapper(self, task_function)
+        self.task_function = task_function
+        self.parent_pid, self.host, self.interval = os.getpid(), socket.gethostname(), interval
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if os.getpid() != self.parent_pid and socket.gethostname() == self.host:
+            watch_parent(self.parent_pid, self.interval)
+        return self.task_function(*args, **kwargs)
 
 
 def job_error(ret: Any) -> str | None:

@@ -14,7 +14,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from prunebench.errors import ConfigError
-from prunebench.results.store import DONE, run_dir
+from prunebench.results.store import DONE, read_rows, run_dir
+from prunebench.results.validate import ResultsError
 from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher, plain_config
 
 
@@ -85,7 +86,15 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 todo.append(job)  # an in-process study expands into its runs inside the job
                 continue
             # Jobs that differ only in keys outside the run's identity are one run: launch it once.
-            if spec.run_id not in run_ids and not (run_dir(spec.root, spec.run_id) / DONE).exists():
+            path = run_dir(spec.root, spec.run_id)
+            finished = (path / DONE).exists()
+            if finished:
+                try:  # a finished run counts only if its results read back sound
+                    read_rows(path)
+                except ResultsError as exc:
+                    errors.append(f"[{' '.join(job)}] {exc}")
+                    continue
+            if spec.run_id not in run_ids and not finished:
                 todo.append(job)
             run_ids.append(spec.run_id)
         if errors:

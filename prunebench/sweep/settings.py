@@ -86,6 +86,9 @@ class SweepSettings:
     heartbeat_interval: int = 30
     grace_period: int | None = None
     max_failures: int | None = None
+    #: Whether make_storage may create the SQLite file's folder: only for the default
+    #: storage or a file under paths.root (set by from_config; not a sweep key).
+    create_storage_dir: bool = field(default=False, repr=False, compare=False)
 
     @property
     def multi_objective(self) -> bool:
@@ -121,6 +124,7 @@ class SweepSettings:
         if "://" not in str(storage):
             raise ConfigError(f"sweep.storage={storage!r}: expected a database URL such as "
                               f"sqlite:///path/optuna.db or postgresql://user@host/db")
+        create_dir = check_storage_folder(str(storage), root, default=not s.get("storage"))
         objectives = s.get("objectives") or ["val_acc"]
         if isinstance(objectives, str):
             objectives = [objectives]
@@ -169,11 +173,12 @@ class SweepSettings:
             heartbeat_interval=_int(s, "heartbeat_interval", 1, 30),
             grace_period=_int(s, "grace_period", 1, None, allow_none=True),
             max_failures=_int(s, "max_failures", 1, None, allow_none=True),
+            create_storage_dir=create_dir,
         )
         if out.grace_period is not None and out.grace_period <= out.heartbeat_interval:
             raise ConfigError(f"sweep.grace_period={out.grace_period} must exceed "
                               f"sweep.heartbeat_interval={out.heartbeat_interval}")
-        known = {f for f in cls.__dataclass_fields__} | {"n_trials"}
+        known = {f for f in cls.__dataclass_fields__ if f != "create_storage_dir"} | {"n_trials"}
         extra = sorted(set(s) - known)
         if extra:
             raise ConfigError(f"unknown sweep key(s) {extra}; valid: {', '.join(sorted(known))}")
@@ -188,7 +193,10 @@ class SweepSettings:
 
         if self.is_sqlite:
             path = self.storage.split("sqlite:///", 1)[-1]
-            if path and path != ":memory:":
+            if path and path != ":memory:" and not Path(path).parent.is_dir():
+                if not self.create_storage_dir:
+                    raise ConfigError(f"sweep.storage={self.storage!r}: the folder {Path(path).parent} does not "
+                                      f"exist; create it, or put the database under paths.root")
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # Several processes write one SQLite file: wait for the lock instead of failing.
             engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
@@ -258,6 +266,37 @@ class SweepSettings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"sweep.pruner_kwargs={kw}: {exc}") from None
         return optuna.pruners.NopPruner()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (absolute, or relative to the cwd); None otherwise."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("sqlite:///", 1)[-1] if "sqlite:///" in url else ""
+    path = path.split("?", 1)[0]
+    return None if not path or path == ":memory:" else Path(path)
+
+
+def check_storage_folder(url: str, root: str | os.PathLike[str], default: bool = False) -> bool:
+    """Whether the SQLite file's folder may be created; ConfigError if it is missing and may not.
+
+    Folders are made only for the default storage or for a file under ``paths.root``: a
+    typo such as ``sqlite:////nonexistent/dir/x.db`` must not create ``/nonexistent/dir``.
+    """
+    db = sqlite_file(url)
+    if db is None or db.parent.is_dir():
+        return False
+    if db.parent.exists():
+        raise ConfigError(f"sweep.storage={url!r}: {db.parent} is not a folder")
+    if default:
+        return True
+    try:
+        db.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        raise ConfigError(f"sweep.storage={url!r}: the folder {db.parent} does not exist (only folders under "
+                          f"paths.root={str(root)!r} are created for the study); create it first or fix the "
+                          f"path") from None
+    return True
 
 
 def check_objective(name: str) -> None:

@@ -28,9 +28,8 @@ import optuna
 import pandas as pd
 
 from prunebench.errors import ConfigError
-from prunebench.results.store import DONE, read_rows, run_dir
+from prunebench.results.store import DONE, read_rows, run_dir, run_lock
 from prunebench.spec import RunSpec
-from prunebench.sweep.locks import file_lock
 from prunebench.sweep.settings import OBJECTIVES, SweepSettings, finite
 
 #: Row columns copied to the trial's user attributes (test accuracy is shown, never optimised).
@@ -204,8 +203,11 @@ def run_trial(cfg: Mapping[str, Any], build_specs: Callable[[], Sequence[RunSpec
             path = run_dir(spec.root, spec.run_id)
             link.last_level = len(spec.schedule.levels())
             link.set_attrs({"run_id": spec.run_id})
-            # Two trials that sample the same point share one run folder: take turns.
-            with file_lock(Path(spec.root) / "locks" / f"{spec.run_id}.lock"):
+            # Two trials that sample the same point share one run folder: take turns (the
+            # run lock is the loop's own: nested in this process, a wait across processes).
+            with run_lock(path, owner=f"optuna trial {link.trial.number} of {settings.study_name}", wait=True,
+                          on_wait=lambda h: log(f"trial {link.trial.number}: run {spec.run_id} is in use by "
+                                                f"{h.describe() if h else 'another process'}; waiting")):
                 link.report_rows(read_rows(path))
                 execute([spec], on_level=link.on_level)
                 return link.finish(path)

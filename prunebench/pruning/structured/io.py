@@ -88,7 +88,9 @@ def read_pruned(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"pruned model file {str(path)!r} does not exist") from None
     except Exception as e:  # truncated, not a torch file, or pickled objects
-        raise CorruptFileError(f"pruned model file {str(path)!r} cannot be read: {e}") from None
+        from prunebench.results.store import load_failure
+
+        raise CorruptFileError(f"pruned model file {str(path)!r} cannot be read: {load_failure(path, e)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or not {"arch", "state_dict"} <= set(payload):
         raise CorruptFileError(f"pruned model file {str(path)!r} is not a {FORMAT} file")
     return payload
