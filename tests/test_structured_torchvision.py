@@ -153,7 +153,7 @@ def assert_unchanged(model: nn.Module, snap: tuple[str, dict[str, torch.Tensor]]
 def test_shufflenet_refused_naming_the_module() -> None:
     model = _tv("shufflenet_v2_x0_5")()
     snap = _snapshot(model)
-    with pytest.raises(ConfigError, match=r"cannot follow this model's channels at the output of 'stage2\.0\.branch"):
+    with pytest.raises(ConfigError, match=r"cannot follow this model's channels at the output of 'stage\d\.\d\.branch\d\.\d'.*channel shuffle"):
         prune_channels(model, torch.randn(1, 3, 64, 64), amount=0.5)
     assert_unchanged(model, snap)
 
@@ -165,7 +165,7 @@ def test_vit_b_16_refused_then_mlp_pruned_with_ignored_layers(tmp_path: Any) -> 
     x = torch.randn(2, 3, 32, 32)
     snap = _snapshot(model)
     with pytest.raises(ConfigError, match=r"group 'conv_proj' runs through the attention module 'encoder\.layers\."
-                                          r"encoder_layer_0\.self_attention'.*pruning\.ignored_layers=\['conv_proj'\]"):
+                                          r"encoder_layer_\d+\.self_attention'.*pruning\.ignored_layers=\['conv_proj'\]"):
         prune_channels(model, x[:1], amount=0.5)
     assert_unchanged(model, snap)
     # Following the message: the embedding width stays, the MLP hidden units go.

@@ -24,7 +24,7 @@ from prunebench.spec import RunSpec
 #: tensors have changed shape, so weight/mask rewinding controls are rejected up front.
 CHANNEL_RETRAIN = ("finetune", "none", "lr_rewind")
 
-DEFAULTS: dict[str, Any] = {"target": "channels", "max_layer_amount": 0.9, "round_to": None}
+DEFAULTS: dict[str, Any] = {"target": "channels", "max_layer_amount": 0.9, "round_to": None, "ignored_layers": None}
 
 
 def options(spec: RunSpec) -> dict[str, Any]:
@@ -46,6 +46,10 @@ def check_channel_spec(spec: RunSpec) -> None:
     rt = opts["round_to"]
     if rt is not None and (isinstance(rt, bool) or not isinstance(rt, int) or rt < 1):
         raise ConfigError(f"pruning.round_to={rt!r} is out of range; expected a positive integer or null")
+    ign = opts["ignored_layers"]
+    if ign is not None and (isinstance(ign, str) or not all(isinstance(n, str) for n in ign)):
+        raise ConfigError(f"pruning.ignored_layers={ign!r} must be a list of module names or fnmatch patterns, "
+                          "e.g. [conv_proj, 'layer4.*']")
     if spec.retrain.name not in CHANNEL_RETRAIN:
         raise ConfigError(
             f"retrain={spec.retrain.name!r} cannot follow pruning.structure=channel (the pruned tensors change "
@@ -53,17 +57,32 @@ def check_channel_spec(spec: RunSpec) -> None:
         )
 
 
-def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module]:
-    """Modules whose output channels stay: the first Conv/Linear when ``pruning.prune_first=false``.
+def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module | str]:
+    """Modules whose output channels stay: ``pruning.ignored_layers`` (names or fnmatch
+    patterns), plus the first Conv/Linear when ``pruning.prune_first=false``.
 
     (The classifier's outputs, the classes, are never removed; ``prune_output`` has no
     further meaning for channel pruning: the classifier's inputs follow the layer before.)
     """
+    out: list[nn.Module | str] = [str(n) for n in (options(spec)["ignored_layers"] or [])]
     if spec.pruning.prune_first:
-        return []
+        return out
     from prunebench.pruning.targets import PRUNABLE_TYPES
 
-    return [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+    return out + [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+
+
+def check_channel_model(spec: RunSpec, net: nn.Module, example: torch.Tensor) -> None:
+    """Reject, before training, a model that channel pruning cannot handle with these options.
+
+    Resolves ``pruning.ignored_layers`` against ``net`` (a name or pattern matching nothing
+    is a ConfigError), traces the dependency graph (a model it cannot follow, e.g. a
+    channel shuffle, is a ConfigError naming the module) and refuses groups through
+    ``nn.MultiheadAttention`` (naming the group to ignore). ``net`` is not changed.
+    """
+    from prunebench.pruning.structured import StructuredBaseline
+
+    StructuredBaseline.measure(net, example, ignored_layers(spec, net))
 
 
 class ChannelPruner:

@@ -249,7 +249,7 @@ def channel_groups(
     if unsafe and warn:
         warnings.warn(
             "channel groups kept whole because the dependency graph cannot follow them "
-            f"(e.g. channel padding in a shortcut): {', '.join(sorted(unsafe))}",
+            f"(e.g. channel padding in a shortcut, a grouped conv fed by a concatenation): {', '.join(sorted(unsafe))}",
             stacklevel=2,
         )
     ignored = {id(m) for m in ignored_layers}
@@ -287,7 +287,10 @@ def _channel_grouping(g: ChannelGroup) -> tuple[int, bool]:
         if k <= 1:
             continue
         blocks = math.lcm(blocks, k)
-        if m.idxs != list(range(g.channels)) or m.root_idxs != m.idxs:
+        mod = m.module
+        side = int(mod.num_channels if isinstance(mod, nn.GroupNorm) else
+                   mod.out_channels if m.out_side else mod.in_channels)
+        if side != g.channels or m.idxs != list(range(g.channels)) or m.root_idxs != m.idxs:
             ok = False
     return blocks, ok
 

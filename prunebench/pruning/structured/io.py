@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,13 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, extra: dict[str, A
     """Write ``model``'s architecture and weights to ``path`` (atomically: temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sd = model.state_dict()
     payload = {
         "format": FORMAT,
         "arch": architecture(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in sd.items()},
+        # Per-module state-dict versions: some modules' loaders need them (torchvision's MNASNet).
+        "metadata": {k: dict(v) for k, v in getattr(sd, "_metadata", {}).items()},
         "extra": dict(extra or {}),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -143,8 +147,10 @@ def load_pruned(
     """
     payload = read_pruned(path)
     model = base_model_factory()
+    state = OrderedDict(payload["state_dict"])
+    state._metadata = OrderedDict(payload.get("metadata", {}))  # type: ignore[attr-defined]
     try:
-        shrink_to(model, payload["arch"], payload["state_dict"])
+        shrink_to(model, payload["arch"], state)
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         raise CorruptFileError(f"pruned model file {str(path)!r} does not fit the model: {e}") from None
     return model
