@@ -35,10 +35,25 @@ ATOL = 1e-5
 NUM_CLASSES = 10
 
 
+@torch.no_grad()
+def _randomize_norms(model: nn.Module) -> nn.Module:
+    """Non-trivial norm statistics and affine parameters (fresh ones are the identity map,
+    which would hide a norm that does not follow its channels)."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+            m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
 def _tv(name: str, **kw: Any) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         torch.manual_seed(0)
-        return getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES, **kw).eval()
+        return _randomize_norms(getattr(torchvision.models, name)(weights=None, num_classes=NUM_CLASSES, **kw)).eval()
 
     return build
 

@@ -156,16 +156,22 @@ def load_pruned(
     return model
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, *,
+                dynamic_batch: bool = True) -> Path:
     """Export to ONNX with torch's exporter (needs the ``onnx``/``onnxscript`` packages).
 
-    Optional: a pruned model is an ordinary ``nn.Module``, so nothing here is specific
-    to pruning; this wrapper only turns a missing exporter into a clear error.
+    Input ``input``, output ``logits``; with ``dynamic_batch`` the batch dimension is
+    symbolic (trace with a batch of at least 2). A pruned model is an ordinary
+    ``nn.Module``, so nothing here is specific to pruning; this wrapper only fixes the
+    names and turns a missing exporter into a clear error.
     """
     was_training = model.training
     model.eval()
+    kw: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"]}
+    if dynamic_batch:
+        kw["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
     try:
-        torch.onnx.export(model, (example_input,), str(path))
+        torch.onnx.export(model, (example_input,), str(path), verbose=False, **kw)
     except (ModuleNotFoundError, ImportError) as e:
         raise ConfigError(f"ONNX export needs the onnx and onnxscript packages: {e}") from None
     except Exception as e:
