@@ -291,14 +291,17 @@ def export_onnx_checked(model: nn.Module, example: torch.Tensor, path: str | os.
         import onnxruntime as ort
     except ImportError as e:
         raise ConfigError(f"--format=onnx needs the export extra (pip install 'prunebench[export]'): {e}") from None
+    import contextlib
+    import io
     import warnings
 
-    from prunebench.pruning.structured.io import export_onnx
+    from prunebench.pruning.structured import io as structured_io
 
     model = model.eval()
-    with warnings.catch_warnings():
+    # The exporter prints its progress to stdout; the CLI's stdout is the exported path only.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        export_onnx(model, example, path)
+        structured_io.export_onnx(model, example, path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     for batch in (example, example[:3]):

@@ -146,6 +146,7 @@ def test_export_pt_is_weights_only_and_needs_no_mask(tmp_path: Path, channel: bo
 def test_export_onnx_runs_in_onnxruntime(tmp_path: Path) -> None:
     models = fake_run(tmp_path)
     path = ex.export(tmp_path, "r1", 1, "onnx", tmp_path / "m.onnx")
+    assert not Path(f"{path}.data").exists()  # one self-contained file
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(5, *SHAPE)  # another batch size: the batch dimension is dynamic
     got = session.run(None, {"input": x.numpy()})[0]

@@ -171,7 +171,8 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.Pa
     if dynamic_batch:
         kw["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
     try:
-        torch.onnx.export(model, (example_input,), str(path), verbose=False, **kw)
+        # One self-contained file (weights inside, not in a side .data file): what a deployment copies.
+        torch.onnx.export(model, (example_input,), str(path), verbose=False, external_data=False, **kw)
     except (ModuleNotFoundError, ImportError) as e:
         raise ConfigError(f"ONNX export needs the onnx and onnxscript packages: {e}") from None
     except Exception as e:
