@@ -161,9 +161,13 @@ def run_net_record(root: str | os.PathLike[str], run_id: str, *, data_dir: str |
     model, data = dict(ident.get("model") or {}), dict(ident.get("data") or {})
     if "name" not in model or "name" not in data:
         raise CorruptFileError(f"{run_dir(root, run_id) / 'config.json'} records no model/data identity")
-    from prunebench.data import build_datamodule
+    import inspect
+
+    from prunebench.data import DATASETS, build_datamodule
 
     dname = data.pop("name")
+    if "download" in inspect.signature(DATASETS.get(dname)).parameters:
+        data["download"] = False  # exporting never downloads: the run's data is already on disk
     dm = build_datamodule(dname, seed=int(ident.get("seed", 0)), root=str(data_dir), **data)
     dm.prepare_data()
     dm.setup("fit")

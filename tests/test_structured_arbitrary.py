@@ -276,3 +276,10 @@ def test_run_option_ignored_layers(compose) -> None:  # noqa: ANN001
     bad = from_config(compose([*base, "+pruning.ignored_layers=nosuch"]))
     with pytest.raises(ConfigError, match=r"pruning\.ignored_layers='nosuch' must be a list"):
         check_channel_spec(bad)
+
+
+def test_layers_the_trace_does_not_reach_are_named() -> None:
+    """GoogLeNet's auxiliary heads run only in training mode: a warning names them."""
+    net = torchvision.models.googlenet(weights=None, num_classes=10, aux_logits=True, init_weights=True).eval()
+    with pytest.warns(UserWarning, match=r"not reached by the traced forward pass.*aux1\.conv\.conv"):
+        channel_groups(net, build_graph(net, torch.randn(1, 3, 64, 64)))

@@ -241,6 +241,15 @@ def channel_groups(
         key = min(roots, key=lambda m: order[m.module]).name
         groups.append(ChannelGroup(key, root_dep.target.module, root_dep.handler, int(channels), members))
 
+    untraced = [n for m, n in names.items() if n and isinstance(m, ROOT_TYPES) and m not in graph.module2node]
+    if untraced and warn:
+        # e.g. GoogLeNet's auxiliary heads, which run only in training mode: their inputs
+        # are not resized with the layers before them.
+        warnings.warn(
+            "layers not reached by the traced forward pass (eval mode) are not updated by channel surgery "
+            f"and may not fit afterwards: {', '.join(untraced[:10])}{' ...' if len(untraced) > 10 else ''}",
+            stacklevel=2,
+        )
     unsafe = _unsafe(groups, graph)
     for g in groups:
         g.ch_groups, grouped_ok = _channel_grouping(g)
