@@ -85,17 +85,16 @@ SLOW = {
 def _masked_layernorm(ln: nn.LayerNorm, removed: list[int]) -> None:
     """Make ``ln`` (over the last dim, channels-last) normalise over the kept channels only."""
     keep = torch.tensor([i for i in range(ln.normalized_shape[0]) if i not in set(removed)])
-    inner = ln.forward
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        channels_first = x.dim() == 4 and x.shape[1] == ln.normalized_shape[0] and type(ln) is not nn.LayerNorm
-        y = x.permute(0, 2, 3, 1) if channels_first else x  # torchvision's LayerNorm2d permutes itself
+        # torchvision's LayerNorm2d takes NCHW and permutes to channels-last itself
+        channels_first = type(ln) is not nn.LayerNorm and x.dim() == 4
+        y = x.permute(0, 2, 3, 1) if channels_first else x
         out = torch.zeros_like(y)
         out[..., keep] = nn.functional.layer_norm(y[..., keep], (len(keep),), ln.weight[keep], ln.bias[keep], ln.eps)
         return out.permute(0, 3, 1, 2) if channels_first else out
 
     ln.forward = forward  # type: ignore[method-assign]
-    del inner
 
 
 def zeroed_reference(model: nn.Module, x: torch.Tensor, **kw: Any) -> nn.Module:
