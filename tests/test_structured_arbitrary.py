@@ -283,3 +283,22 @@ def test_layers_the_trace_does_not_reach_are_named() -> None:
     net = torchvision.models.googlenet(weights=None, num_classes=10, aux_logits=True, init_weights=True).eval()
     with pytest.warns(UserWarning, match=r"not reached by the traced forward pass.*aux1\.conv\.conv"):
         channel_groups(net, build_graph(net, torch.randn(1, 3, 64, 64)))
+
+
+def test_grouped_conv_iterative_levels_against_one_baseline() -> None:
+    """Cumulative amounts against the dense baseline: units, not channels, are counted per group."""
+    from prunebench.pruning.structured import StructuredBaseline
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1, groups=4),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    base = StructuredBaseline.measure(net, x[:1])
+    widths = []
+    for amount in (0.25, 0.5, 0.75):
+        ref = zeroed(net, x[:1], amount=amount, baseline=base)
+        prune_channels(net, x[:1], amount=amount, baseline=base)
+        widths.append((net[0].out_channels, net[2].out_channels))
+        assert torch.allclose(net(x), ref(x), atol=1e-6)
+    assert widths == [(24, 24), (16, 16), (8, 8)]  # 8 units of 4 channels: 6, 4, 2 units kept
+    assert net[2].groups == 4 and net[2].weight.shape == (8, 2, 3, 3)
