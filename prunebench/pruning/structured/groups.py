@@ -177,6 +177,8 @@ def _failing_module(tb: Any, names: dict[nn.Module, str]) -> str | None:
                 todo.extend(getattr(n, "inputs", []))
         tb = tb.tb_next
     return None
+
+
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Trace ``model`` once on ``example_input`` into a dependency graph.
 
