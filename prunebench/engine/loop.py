@@ -30,6 +30,7 @@ from prunebench.engine.module import Classifier, DivergedError, evaluate
 from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
 from prunebench.engine.structures import LevelInputs, Structure, TicketBranch, structure_for, ticket_spec
 from prunebench.errors import ConfigError
+from prunebench.export import net_record
 from prunebench.log import Logger
 from prunebench.log import log as default_log
 from prunebench.models import build_model
@@ -144,7 +145,10 @@ class Run:
         atomic_write_text(self.path / "config.json", json.dumps(
             {"run_id": spec.run_id, "dense_id": spec.dense_id, "identity": spec.identity(),
              "label": spec.curve_label(), "describe": spec.describe(), "prunable": self.targets,
-             "ticket_run_id": self.ticket.run_id if self.ticket else None}, indent=2, default=str))
+             "ticket_run_id": self.ticket.run_id if self.ticket else None,
+             # how to rebuild the dense network (prunebench-export)
+             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
+            indent=2, default=str))
         rows = read_rows(self.path)
         done_levels = _ok_levels(rows)
         status = "ok"

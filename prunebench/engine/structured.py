@@ -24,6 +24,7 @@ from prunebench.spec import RunSpec
 #: tensors have changed shape, so weight/mask rewinding controls are rejected up front.
 CHANNEL_RETRAIN = ("finetune", "none", "lr_rewind")
 
+
 def options(spec: RunSpec) -> Any:
     """The run's typed channel options (:class:`prunebench.catalog.ChannelOptions`)."""
     return spec.pruning.structure_options
@@ -38,31 +39,31 @@ def check_channel_spec(spec: RunSpec) -> None:
         )
 
 
-def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module]:
-    """Modules whose output channels stay.
-
-    ``pruning.ignored_layers`` (module names or fnmatch patterns such as ``features.*``),
-    plus the first Conv/Linear when ``pruning.prune_first=false``. (The classifier's
-    outputs, the classes, are never removed; its inputs follow the layer before.) A pattern
-    that matches nothing is an error, so a typo cannot silently prune a layer meant to stay.
+def ignored_layers(spec: RunSpec, net: nn.Module) -> list[nn.Module | str]:
+    """Modules whose output channels stay: ``pruning.ignored_layers`` (module names or fnmatch
+    patterns such as ``features.*``, resolved by the surgery, where one matching nothing is a
+    ConfigError), plus the first Conv/Linear when ``pruning.prune_first=false``. (The
+    classifier's outputs, the classes, are never removed; its inputs follow the layer before.)
     """
-    import fnmatch
-
+    out: list[nn.Module | str] = [str(n) for n in options(spec).ignored_layers]
+    if spec.pruning.prune_first:
+        return out
     from prunebench.pruning.targets import PRUNABLE_TYPES
 
-    named = dict(net.named_modules())
-    out: list[nn.Module] = []
-    for pattern in options(spec).ignored_layers:
-        hits = [m for n, m in named.items() if n and fnmatch.fnmatchcase(n, pattern)]
-        if not hits:
-            some = ", ".join(n for n in list(named)[1:8])
-            raise ConfigError(f"pruning.ignored_layers: {pattern!r} matches no module of model={spec.model.name!r} "
-                              f"(modules: {some}, ...)")
-        out.extend(m for m in hits if m not in out)
-    if not spec.pruning.prune_first:
-        first = [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
-        out.extend(m for m in first if m not in out)
-    return out
+    return out + [m for _, m in net.named_modules() if isinstance(m, PRUNABLE_TYPES)][:1]
+
+
+def check_channel_model(spec: RunSpec, net: nn.Module, example: torch.Tensor) -> None:
+    """Reject, before training, a model that channel pruning cannot handle with these options.
+
+    Resolves ``pruning.ignored_layers`` against ``net`` (a name or pattern matching nothing
+    is a ConfigError), traces the dependency graph (a model it cannot follow, e.g. a
+    channel shuffle, is a ConfigError naming the module) and refuses groups through
+    ``nn.MultiheadAttention`` (naming the group to ignore). ``net`` is not changed.
+    """
+    from prunebench.pruning.structured import StructuredBaseline
+
+    StructuredBaseline.measure(net, example, ignored_layers(spec, net))
 
 
 class ChannelPruner:

@@ -156,10 +156,11 @@ class Channel(Structure):
         if self.spec.schedule.name == "gradual":
             raise ConfigError("pruning.structure='channel' does not support schedule=gradual; use "
                               "schedule=one_shot or schedule=iterative")
-        from prunebench.engine.structured import check_channel_spec, ignored_layers
+        from prunebench.engine.structured import check_channel_model, check_channel_spec
 
         check_channel_spec(self.spec)
-        ignored_layers(self.spec, net)  # every pattern must match a module
+        # The dependency graph must be traceable and every ignored_layers pattern must match.
+        check_channel_model(self.spec, net, example.cpu())
 
     def setup(self, dense_net: nn.Module, example: torch.Tensor) -> None:
         from prunebench.engine.structured import ChannelPruner

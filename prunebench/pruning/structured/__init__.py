@@ -23,11 +23,14 @@ API::
         scope="layer",                 # "layer" (uniform) | "global" (ranked across layers)
         max_layer_amount=0.9,          # no group loses more than this fraction of its dense width
         round_to=None,                 # e.g. 8: pruned widths are multiples of 8
-        ignored_layers=None,           # never pruned on their output side (+ always the last nn.Linear)
+        ignored_layers=None,           # modules, names or fnmatch patterns ("layer4.*"), with everything
+                                       #   inside them: never pruned on their output side
+                                       #   (+ always the output layer: last nn.Linear / last layer run)
         batches=None,                  # [(x, y), ...] calibration batches (TRAIN split) for "taylor"
         baseline=baseline,             # default: measured on `model` now
         generator=None,                # torch.Generator for "random"
-    )                                  # -> ChannelPruneResult; `model` is pruned IN PLACE
+    )                                  # -> ChannelPruneResult; `model` is pruned IN PLACE,
+                                       #    transactionally (see below)
     result.channel_ratio, result.params_reduction, result.flops_reduction, result.speedup_theoretical
     result.params_after / result.params_baseline      # achieved density (1 - parameter sparsity)
     result.layer_channels              # {conv/linear name: out width} after pruning
@@ -46,6 +49,24 @@ Semantics:
   under the cap warns and prunes to the cap).
 * Counts are against the dense baseline, so channels already removed count toward the
   target and channels never come back.
+* Grouped (non-depthwise) convs and GroupNorm: a group's positions form ``ch_groups``
+  equal blocks (conv ``groups``, GroupNorm ``num_groups``), and a plan removes the same
+  offsets from every block — whole units, as Torch-Pruning's MetaPruner — so every group of
+  the layer keeps the same width. Scores are averaged over the blocks; widths, caps and
+  ``round_to`` count units; ``global`` scope ranks units (one unit = ``ch_groups`` channels).
+  A grouped layer whose channels are not the group's positions in order (behind a
+  concatenation) cannot be aligned: that group is kept whole, with a warning.
+* Transactional: scoring, surgery and a checking forward pass run on a deep copy, swapped
+  into ``model`` only on success (module objects kept; unchanged tensors stay the caller's).
+  Any failure leaves ``model`` exactly as it was.
+* Refusals (ConfigError naming the module and the fix): a model the dependency graph
+  cannot trace (e.g. shufflenet's channel shuffle) names the layer before the reshape;
+  a group through ``nn.MultiheadAttention`` (its embed width is the residual width and the
+  head count times head size, and models copy it into attributes, e.g. torchvision's ViT
+  ``hidden_dim``) names the group to put in ``ignored_layers`` — the transformer's MLP
+  hidden units are then pruned; surgery that breaks the forward pass names the first group
+  that breaks it alone. Attention heads are not removed: nn.MultiheadAttention packs
+  q/k/v in one projection whose width is the residual width.
 * Errors (ConfigError, before anything changes): unknown ``pruning.method`` (criterion),
   ``pruning.target`` or ``pruning.scope`` list the valid names; ``schedule.target_sparsity``
   (amount) outside [0, 1), ``pruning.max_layer_amount`` outside (0, 1], a bad

@@ -13,6 +13,9 @@ save/load, so a dense baseline measured once can be matched against a pruned mod
 
 from __future__ import annotations
 
+import fnmatch
+import math
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +25,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunebench.errors import ConfigError
 from prunebench.pruning.targets import output_layer_name
+
+#: What ``ignored_layers`` may hold: modules, module names, or fnmatch patterns of names.
+IgnoredLayers = Iterable[nn.Module | str]
 
 # Layers whose output channels can root a group (the "filters" of channel pruning).
 ROOT_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
@@ -58,6 +65,15 @@ class ChannelGroup:
     handler: Any  # Torch-Pruning's pruning function of the root (out-channel side)
     channels: int
     members: list[Member] = field(default_factory=list)
+    #: Channel blocks that must stay of equal width (a grouped conv's groups, GroupNorm's
+    #: groups): positions are ``ch_groups`` blocks of ``channels // ch_groups`` and a plan
+    #: removes the same offsets from every block, as Torch-Pruning's own pruners do.
+    ch_groups: int = 1
+
+    @property
+    def units(self) -> int:
+        """Width in removable units (a unit is one offset in every block)."""
+        return self.channels // self.ch_groups
 
     def producers(self) -> list[Member]:
         """Conv/Linear layers whose filters produce this group's channels."""
@@ -72,15 +88,95 @@ class ChannelGroup:
         ]
 
 
-def default_ignored(model: nn.Module, ignored_layers: Iterable[nn.Module] | None = None) -> list[nn.Module]:
-    """``ignored_layers`` plus the output layer (last ``nn.Linear``), whose width is the class count."""
-    ignored = list(ignored_layers or [])
+def resolve_ignored(model: nn.Module, ignored_layers: IgnoredLayers | None) -> list[nn.Module]:
+    """Modules named by ``ignored_layers`` (modules, names or fnmatch patterns), with their submodules.
+
+    A name or pattern that matches no module raises ConfigError naming
+    ``pruning.ignored_layers`` (a typo would otherwise silently prune the layer).
+    """
+    named = list(model.named_modules())
+    picked: dict[int, nn.Module] = {}
+    for entry in ignored_layers or []:
+        if isinstance(entry, nn.Module):
+            roots = [entry]
+        elif isinstance(entry, str):
+            roots = [m for n, m in named if n and (n == entry or fnmatch.fnmatchcase(n, entry))]
+            if not roots:
+                examples = ", ".join(n for n, m in named if n and isinstance(m, ROOT_TYPES))
+                raise ConfigError(
+                    f"pruning.ignored_layers entry {entry!r} matches no module of the model; give module names "
+                    f"or fnmatch patterns, e.g. one of: {examples[:400]}"
+                )
+        else:
+            raise ConfigError(
+                f"pruning.ignored_layers entry {entry!r} is not a module name, pattern or nn.Module"
+            )
+        for root in roots:
+            for m in root.modules():  # as Torch-Pruning: a module is ignored with everything inside it
+                picked.setdefault(id(m), m)
+    return list(picked.values())
+
+
+def last_layer(model: nn.Module, example_input: torch.Tensor) -> nn.Module | None:
+    """The last Conv/Linear that runs in a forward pass: it produces the logits.
+
+    Models need not end in an ``nn.Linear`` (SqueezeNet's classifier is a 1x1 conv), so
+    the output layer is found by running the model once (eval mode, no grad).
+    """
+    seen: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append(mod)) for m in model.modules()
+             if isinstance(m, ROOT_TYPES)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return seen[-1] if seen else None
+
+
+def default_ignored(
+    model: nn.Module, ignored_layers: IgnoredLayers | None = None, example_input: torch.Tensor | None = None
+) -> list[nn.Module]:
+    """``ignored_layers`` (resolved) plus the output layer, whose width is the class count.
+
+    The output layer is the last ``nn.Linear`` and, given ``example_input``, also the
+    last Conv/Linear that runs (see :func:`last_layer`).
+    """
+    ignored = resolve_ignored(model, ignored_layers)
+    outs = []
     out = output_layer_name(model)
     if out is not None:
-        module = model.get_submodule(out)
+        outs.append(model.get_submodule(out))
+    if example_input is not None:
+        last = last_layer(model, example_input)
+        if last is not None:
+            outs.append(last)
+    for module in outs:
         if not any(module is m for m in ignored):
             ignored.append(module)
     return ignored
+
+
+def _failing_module(tb: Any, names: dict[nn.Module, str]) -> str | None:
+    """Name of the module nearest to the graph node Torch-Pruning failed on (from the traceback)."""
+    while tb is not None:
+        node = tb.tb_frame.f_locals.get("node")
+        if node is not None and hasattr(node, "inputs"):
+            seen, todo = set(), [node]
+            while todo:  # the failing op is often a reshape/cat: walk back to a named layer
+                n = todo.pop(0)
+                if id(n) in seen:
+                    continue
+                seen.add(id(n))
+                if getattr(n, "module", None) in names:
+                    return names[n.module]
+                todo.extend(getattr(n, "inputs", []))
+        tb = tb.tb_next
+    return None
 
 
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
@@ -93,6 +189,16 @@ def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyG
     try:
         with torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    except Exception as e:  # noqa: BLE001 - Torch-Pruning fails with bare arithmetic errors on what it cannot map
+        names = {m: n for n, m in model.named_modules() if n}
+        where = _failing_module(sys.exc_info()[2], names)
+        at = f" at the output of {where!r}" if where else ""
+        raise ConfigError(
+            f"pruning.structure=channel: the dependency graph cannot follow this model's channels{at} "
+            f"({type(e).__name__}: {e}); this happens for reshapes that mix channels, e.g. a channel shuffle. "
+            "Channel pruning is not supported for this architecture: use pruning.structure=unstructured or nm, "
+            "or change the model so channels are not reshaped"
+        ) from e
     finally:
         model.train(was_training)
     return graph
@@ -137,21 +243,85 @@ def channel_groups(
         key = min(roots, key=lambda m: order[m.module]).name
         groups.append(ChannelGroup(key, root_dep.target.module, root_dep.handler, int(channels), members))
 
+    untraced = [n for m, n in names.items() if n and isinstance(m, ROOT_TYPES) and m not in graph.module2node]
+    if untraced and warn:
+        # e.g. GoogLeNet's auxiliary heads, which run only in training mode: their inputs
+        # are not resized with the layers before them.
+        warnings.warn(
+            "layers not reached by the traced forward pass (eval mode) are not updated by channel surgery "
+            f"and may not fit afterwards: {', '.join(untraced[:10])}{' ...' if len(untraced) > 10 else ''}",
+            stacklevel=2,
+        )
     unsafe = _unsafe(groups, graph)
+    for g in groups:
+        g.ch_groups, grouped_ok = _channel_grouping(g)
+        if not grouped_ok or g.channels % g.ch_groups:
+            unsafe.add(g.key)
     if unsafe and warn:
         warnings.warn(
             "channel groups kept whole because the dependency graph cannot follow them "
-            f"(e.g. channel padding in a shortcut): {', '.join(sorted(unsafe))}",
+            f"(e.g. channel padding in a shortcut, a grouped conv fed by a concatenation): {', '.join(sorted(unsafe))}",
             stacklevel=2,
         )
     ignored = {id(m) for m in ignored_layers}
     groups = [
         g
         for g in groups
-        if g.key not in unsafe and g.channels >= 2 and not any(m.out_side and id(m.module) in ignored for m in g.members)
+        if g.key not in unsafe and g.units >= 2 and not any(m.out_side and id(m.module) in ignored for m in g.members)
     ]
     groups.sort(key=lambda g: order[model.get_submodule(g.key)])
+    _refuse_attention(groups)
     return groups
+
+
+def _member_grouping(m: Member) -> int:
+    """Channel blocks this member imposes on its side (1 = none), as Torch-Pruning's MetaPruner."""
+    mod = m.module
+    if isinstance(mod, nn.modules.conv._ConvNd):
+        return 1 if _depthwise(mod) else int(mod.groups)
+    if isinstance(mod, nn.GroupNorm):
+        return int(mod.num_groups)
+    return 1
+
+
+def _channel_grouping(g: ChannelGroup) -> tuple[int, bool]:
+    """(blocks the group's positions fall into, whether every blocked member maps one-to-one).
+
+    Blocks of different members nest when one count divides the other, so the group
+    uses their least common multiple. A blocked member whose channels are not the
+    group's positions in order (e.g. behind a concatenation) cannot be kept aligned:
+    the group is then reported unsafe and kept whole.
+    """
+    blocks, ok = 1, True
+    for m in g.members:
+        k = _member_grouping(m)
+        if k <= 1:
+            continue
+        blocks = math.lcm(blocks, k)
+        mod = m.module
+        side = int(mod.num_channels if isinstance(mod, nn.GroupNorm) else
+                   mod.out_channels if m.out_side else mod.in_channels)
+        if side != g.channels or m.idxs != list(range(g.channels)) or m.root_idxs != m.idxs:
+            ok = False
+    return blocks, ok
+
+
+def _refuse_attention(groups: list[ChannelGroup]) -> None:
+    """ConfigError for a group that would change an ``nn.MultiheadAttention``'s width.
+
+    Its ``embed_dim`` is at once the residual width, the q/k/v width and ``num_heads *
+    head_dim``, and models keep copies of it in attributes (torchvision's ViT reshapes by
+    ``self.hidden_dim``); surgery would leave a model that fails or computes something else.
+    """
+    for g in groups:
+        for m in g.members:
+            if isinstance(m.module, nn.MultiheadAttention):
+                raise ConfigError(
+                    f"pruning.structure=channel: channel group {g.key!r} runs through the attention module "
+                    f"{m.name!r} (nn.MultiheadAttention), whose embedding width and head count cannot be changed "
+                    f"by channel surgery; keep the group whole with pruning.ignored_layers=[{g.key!r}] "
+                    "(transformer MLP hidden units are still pruned)"
+                )
 
 
 def _depthwise(module: nn.Module) -> bool:
@@ -196,6 +366,13 @@ def prune_group(graph: tp.DependencyGraph, group: ChannelGroup, remove: Sequence
     """Physically remove channels ``remove`` (positions in the group) and everything coupled."""
     if not remove:
         return
+    if group.ch_groups > 1:
+        step = group.units
+        offsets = {int(i) % step for i in remove}
+        expected = {o + b * step for o in offsets for b in range(group.ch_groups)}
+        if set(int(i) for i in remove) != expected:  # a partial block would break the grouped layers
+            raise ValueError(f"group {group.key}: positions to remove must repeat in each of its "
+                             f"{group.ch_groups} channel blocks")
     pg = graph.get_pruning_group(group.root, group.handler, sorted(int(i) for i in remove))
     if not graph.check_pruning_group(pg):  # would empty a layer; the planner's caps forbid it
         raise RuntimeError(f"pruning {len(remove)} of {group.channels} channels would empty group {group.key}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,13 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, extra: dict[str, A
     """Write ``model``'s architecture and weights to ``path`` (atomically: temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sd = model.state_dict()
     payload = {
         "format": FORMAT,
         "arch": architecture(model),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in sd.items()},
+        # Per-module state-dict versions: some modules' loaders need them (torchvision's MNASNet).
+        "metadata": {k: dict(v) for k, v in getattr(sd, "_metadata", {}).items()},
         "extra": dict(extra or {}),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -145,23 +149,32 @@ def load_pruned(
     """
     payload = read_pruned(path)
     model = base_model_factory()
+    state = OrderedDict(payload["state_dict"])
+    state._metadata = OrderedDict(payload.get("metadata", {}))  # type: ignore[attr-defined]
     try:
-        shrink_to(model, payload["arch"], payload["state_dict"])
+        shrink_to(model, payload["arch"], state)
     except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         raise CorruptFileError(f"pruned model file {str(path)!r} does not fit the model: {e}") from None
     return model
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike) -> Path:
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLike, *,
+                dynamic_batch: bool = True) -> Path:
     """Export to ONNX with torch's exporter (needs the ``onnx``/``onnxscript`` packages).
 
-    Optional: a pruned model is an ordinary ``nn.Module``, so nothing here is specific
-    to pruning; this wrapper only turns a missing exporter into a clear error.
+    Input ``input``, output ``logits``; with ``dynamic_batch`` the batch dimension is
+    symbolic (trace with a batch of at least 2). A pruned model is an ordinary
+    ``nn.Module``, so nothing here is specific to pruning; this wrapper only fixes the
+    names and turns a missing exporter into a clear error.
     """
     was_training = model.training
     model.eval()
+    kw: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"]}
+    if dynamic_batch:
+        kw["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
     try:
-        torch.onnx.export(model, (example_input,), str(path))
+        # One self-contained file (weights inside, not in a side .data file): what a deployment copies.
+        torch.onnx.export(model, (example_input,), str(path), verbose=False, external_data=False, **kw)
     except (ModuleNotFoundError, ImportError) as e:
         raise ConfigError(f"ONNX export needs the onnx and onnxscript packages: {e}") from None
     except Exception as e:

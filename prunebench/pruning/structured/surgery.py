@@ -31,6 +31,7 @@ from prunebench.pruning.structured.criteria import ChannelScoreContext, get_chan
 from prunebench.pruning.structured.groups import (
     ROOT_TYPES,
     ChannelGroup,
+    IgnoredLayers,
     build_graph,
     channel_groups,
     default_ignored,
@@ -73,11 +74,11 @@ class StructuredBaseline:
         cls,
         model: nn.Module,
         example_input: torch.Tensor,
-        ignored_layers: Sequence[nn.Module] | None = None,
+        ignored_layers: IgnoredLayers | None = None,
     ) -> StructuredBaseline:
         """Measure ``model`` as it is now; ``ignored_layers`` as given to :func:`prune_channels`."""
         graph = build_graph(model, example_input)
-        groups = channel_groups(model, graph, default_ignored(model, ignored_layers), warn=False)
+        groups = channel_groups(model, graph, default_ignored(model, ignored_layers, example_input), warn=False)
         flops, _ = layer_flops(model, example_input)
         return cls({g.key: g.channels for g in groups}, layer_channels(model), count_params(model), float(flops))
 
@@ -177,8 +178,21 @@ def _states(model: nn.Module, groups: list[ChannelGroup], baseline: StructuredBa
                 f"structured baseline does not match the model: it has no channel group {g.key!r} "
                 f"(measure the baseline on the dense version of this model)"
             )
-        states[g.key] = GroupState(current=g.channels, dense=baseline.group_channels[g.key])
+        # Grouped layers: allocate whole units (one offset in every channel block).
+        states[g.key] = GroupState(current=g.units, dense=baseline.group_channels[g.key] // g.ch_groups)
     return states
+
+
+def _unit_scores(g: ChannelGroup, scores: torch.Tensor) -> torch.Tensor:
+    """Per-unit scores: the mean over the group's channel blocks (Torch-Pruning's group reduction)."""
+    return scores if g.ch_groups == 1 else scores.reshape(g.ch_groups, g.units).mean(0)
+
+
+def _expand(g: ChannelGroup, units: list[int]) -> list[int]:
+    """Unit offsets -> channel positions: the same offset in every block."""
+    if g.ch_groups == 1:
+        return units
+    return sorted(u + b * g.units for u in units for b in range(g.ch_groups))
 
 
 def _channel_ratio(model: nn.Module, baseline: StructuredBaseline) -> float:
@@ -263,15 +277,19 @@ class _Planner:
         ctx: ChannelScoreContext,
     ) -> None:
         self.crit = get_channel_criterion(criterion)
-        self.scores = self.crit.fn(model, groups, ctx)
+        self.groups = {g.key: g for g in groups}
+        raw = self.crit.fn(model, groups, ctx)
+        self.scores = {g.key: _unit_scores(g, raw[g.key]) for g in groups}
         self.states = _states(model, groups, baseline)
         self.scope, self.max_layer_amount, self.round_to = scope, max_layer_amount, round_to
 
     def plan(self, channel_amount: float) -> Plan:
         kw = dict(max_layer_amount=self.max_layer_amount, round_to=self.round_to)
         if self.scope == "layer":
-            return plan_layer(self.scores, self.states, channel_amount, **kw)
-        return plan_global(self.scores, self.states, channel_amount, normalize=self.crit.normalize, **kw)
+            units = plan_layer(self.scores, self.states, channel_amount, **kw)
+        else:
+            units = plan_global(self.scores, self.states, channel_amount, normalize=self.crit.normalize, **kw)
+        return {k: _expand(self.groups[k], v) for k, v in units.items()}
 
 
 def _reduction(model: nn.Module, example_input: torch.Tensor, target: str, baseline: StructuredBaseline) -> float:
@@ -353,7 +371,7 @@ def select_channels(
     scope: str = "layer",
     max_layer_amount: float = 0.9,
     round_to: int | None = None,
-    ignored_layers: Sequence[nn.Module] | None = None,
+    ignored_layers: IgnoredLayers | None = None,
     batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     baseline: StructuredBaseline | None = None,
     generator: torch.Generator | None = None,
@@ -363,7 +381,7 @@ def select_channels(
     For params/flops targets the search prunes deep copies to measure candidates.
     """
     _validate(amount, target, criterion, scope, max_layer_amount, round_to, batches)
-    ignored = default_ignored(model, ignored_layers)
+    ignored = default_ignored(model, ignored_layers, example_input)
     if baseline is None:
         baseline = StructuredBaseline.measure(model, example_input, ignored)
     graph = build_graph(model, example_input)
@@ -387,7 +405,7 @@ def prune_channels(
     scope: str = "layer",
     max_layer_amount: float = 0.9,
     round_to: int | None = None,
-    ignored_layers: Sequence[nn.Module] | None = None,
+    ignored_layers: IgnoredLayers | None = None,
     batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     baseline: StructuredBaseline | None = None,
     generator: torch.Generator | None = None,
@@ -396,13 +414,22 @@ def prune_channels(
 
     ``amount`` is the fraction of ``target`` (channels / params / flops) to have removed
     relative to ``baseline`` (the dense model; measured on ``model`` now when omitted), so
-    an iterative schedule passes its cumulative level. Bad inputs raise ConfigError
-    naming the config key and value before anything is changed.
+    an iterative schedule passes its cumulative level.
+
+    Transactional: scoring, surgery and a checking forward pass run on a deep copy, which
+    is swapped into ``model`` only when all of it succeeded. Any error (ConfigError for
+    bad options or an architecture the dependency graph cannot follow, naming the config
+    key and module) leaves ``model`` exactly as it was. ``ignored_layers`` holds modules,
+    module names or fnmatch patterns (``pruning.ignored_layers``).
     """
-    params_before = count_params(model)
-    flops_before, _ = layer_flops(model, example_input)
+    names = {m: n for n, m in model.named_modules()}
+    ignored = default_ignored(model, ignored_layers, example_input)  # resolves names now: a typo fails before any work
+    work = copy.deepcopy(model)
+    work_ignored = [work.get_submodule(names[m]) for m in ignored if m in names]
+    params_before = count_params(work)
+    flops_before, _ = layer_flops(work, example_input)
     sel = select_channels(
-        model,
+        work,
         example_input,
         amount=amount,
         target=target,
@@ -410,19 +437,18 @@ def prune_channels(
         scope=scope,
         max_layer_amount=max_layer_amount,
         round_to=round_to,
-        ignored_layers=ignored_layers,
+        ignored_layers=work_ignored,
         batches=batches,
         baseline=baseline,
         generator=generator,
     )
-    removed = apply_selection(sel)
-    try:  # the FLOPs count runs a forward pass: it also proves the pruned model is consistent
-        flops_after, _ = layer_flops(model, example_input)
-    except RuntimeError as e:
-        raise RuntimeError(
-            "channel surgery left an inconsistent model (an operation the dependency graph does not "
-            f"follow, e.g. padding or slicing along channels?): {e}"
-        ) from e
+    try:
+        removed = apply_selection(sel)
+        # The FLOPs count runs a forward pass: it also proves the pruned model is consistent.
+        flops_after, _ = layer_flops(work, example_input)
+    except Exception as e:  # noqa: BLE001 - any failure inside the copy: name the group, keep the model
+        raise _surgery_error(model, example_input, sel, e) from e
+    _swap_in(model, work)
     base = sel.baseline
     return ChannelPruneResult(
         target=target,
@@ -442,3 +468,63 @@ def prune_channels(
         layer_channels=layer_channels(model),
         removed=removed,
     )
+
+
+def _surgery_error(model: nn.Module, example_input: torch.Tensor, sel: ChannelSelection, err: Exception) -> ConfigError:
+    """ConfigError naming the first group whose surgery alone breaks the model (tried on fresh copies).
+
+    Typical cause: a width kept in a module attribute (a head count, a hidden size used in
+    a ``reshape``) that the dependency graph cannot see.
+    """
+    culprit = None
+    for g in sel.groups:
+        idxs = sel.plan.get(g.key, [])
+        if not idxs:
+            continue
+        trial = copy.deepcopy(model)
+        try:
+            graph = build_graph(trial, example_input)
+            tg = next(t for t in channel_groups(trial, graph, warn=False) if t.key == g.key)
+            prune_group(graph, tg, idxs)
+            with torch.no_grad():
+                was = trial.training
+                trial.eval()
+                trial(example_input)
+                trial.train(was)
+        except Exception:  # noqa: BLE001
+            culprit = g
+            break
+    if culprit is None:
+        return ConfigError(
+            f"pruning.structure=channel: channel surgery left an inconsistent model ({type(err).__name__}: {err}); "
+            "the model was left unchanged. An operation the dependency graph does not follow (padding, slicing or "
+            "reshaping along channels)? Keep the affected layers with pruning.ignored_layers"
+        )
+    members = ", ".join(sorted({m.name for m in culprit.members}))[:300]
+    return ConfigError(
+        f"pruning.structure=channel: removing channels of group {culprit.key!r} (layers {members}) breaks the model "
+        f"({type(err).__name__}: {err}); a width kept in a module attribute (head count, hidden size) or a reshape "
+        f"the dependency graph cannot follow? The model was left unchanged; keep this group whole with "
+        f"pruning.ignored_layers=[{culprit.key!r}]"
+    )
+
+
+def _swap_in(model: nn.Module, pruned: nn.Module) -> None:
+    """Make ``model`` the pruned copy, module by module, keeping the caller's module objects.
+
+    Surgery changes tensors and width attributes, never the module tree; tensors that did
+    not change stay the caller's own objects (so references to them stay valid).
+    """
+    for (name, dst), (_, src) in zip(model.named_modules(), pruned.named_modules(), strict=True):
+        for store in ("_parameters", "_buffers"):
+            old, new = getattr(dst, store), getattr(src, store)
+            merged = {}
+            for k, t in new.items():
+                o = old.get(k)
+                same = o is not None and t is not None and o.shape == t.shape and o.dtype == t.dtype and torch.equal(o, t)
+                merged[k] = o if same else t
+            old.clear()
+            old.update(merged)
+        for k, v in vars(src).items():
+            if not k.startswith("_") and k != "training" and isinstance(v, (int, float, bool, tuple, list, str)):
+                setattr(dst, k, copy.copy(v))
