@@ -114,20 +114,25 @@ def test_cubic_schedule_endpoints_and_monotonicity() -> None:
     assert s[45] - s[5] == pytest.approx(7 / 8 * 0.8)
 
 
+def gradual_spec(**options) -> ScheduleSpec:
+    from prunebench.catalog import GradualOptions
+
+    return ScheduleSpec("gradual", 0.9, 1, options=GradualOptions.parse(options, "schedule"))
+
+
 def test_gradual_plan_hits_the_target_exactly_and_rejects_impossible_settings() -> None:
-    spec = ScheduleSpec("gradual", 0.9, 1, options={"frequency": 7, "end_fraction": 0.75})
+    spec = gradual_spec(frequency=7, end_fraction=0.75)
     plan = make_plan(spec, total_steps=100)
     assert (plan.start, plan.frequency, plan.n, plan.end) == (0, 7, 10, 70)
     assert plan.steps() == list(range(0, 71, 7))
     assert plan.sparsity_at(plan.end) == 0.9 and plan.sparsity_at(0) == 0.0
     with pytest.raises(ConfigError, match="schedule=gradual needs at least one pruning step .* 5 optimizer steps"):
         make_plan(spec, total_steps=5)
+    # Types and ranges are the typed options' job, checked when the config is parsed.
     with pytest.raises(ConfigError, match="schedule.frequency=0 is out of range"):
-        make_plan(ScheduleSpec("gradual", 0.9, 1, options={"frequency": 0}), 100)
+        gradual_spec(frequency=0)
     with pytest.raises(ConfigError, match="schedule.end_fraction=1.5 is out of range"):
-        make_plan(ScheduleSpec("gradual", 0.9, 1, options={"end_fraction": 1.5}), 100)
-    with pytest.raises(ConfigError, match="schedule.initial_sparsity=0.95 is above schedule.target_sparsity=0.9"):
-        make_plan(ScheduleSpec("gradual", 0.9, 1, options={"initial_sparsity": 0.95}), 100)
+        gradual_spec(end_fraction=1.5)
     with pytest.raises(ConfigError, match="schedule.iterations=3 is invalid for schedule=gradual"):
         levels("gradual", 0.9, 3)
     assert "gradual" in SCHEDULES.names()
@@ -168,7 +173,8 @@ def test_gradual_pruning_during_training_follows_the_cubic_schedule(criterion) -
     mask = Mask.ones_like(net, [t.param_name for t in targets])
     crit = get_criterion(criterion)
     learner = crit.learner(targets) if crit.learner else None
-    plan = make_plan(ScheduleSpec("gradual", 0.8, 1, options={"frequency": 3, "end_fraction": 0.75}), 4 * 8)
+    spec = gradual_spec(frequency=3, end_fraction=0.75)
+    plan = make_plan(ScheduleSpec("gradual", 0.8, 1, options=spec.options), 4 * 8)
     masks: list[Mask] = []
 
     def prune(net, mask, target, learned):
@@ -207,7 +213,8 @@ def retrain_ctx(spec, level: int, saved: dict[str, torch.Tensor], previous: Mask
 
 
 def fake_spec(**retrain_options) -> SimpleNamespace:
-    return SimpleNamespace(seed=3, retrain=SimpleNamespace(options=retrain_options, epochs=2),
+    return SimpleNamespace(seed=3, retrain=SimpleNamespace(options=SimpleNamespace(**retrain_options), epochs=2,
+                                                           rewind_step=retrain_options.get("rewind_step", 0)),
                            train=SimpleNamespace(epochs=5, scheduler=None))
 
 
@@ -231,8 +238,10 @@ def test_weight_rewind_restores_exactly_the_saved_weights_on_surviving_positions
             assert torch.equal(state[k][mask[k]], v[mask[k]]) and torch.count_nonzero(state[k][~mask[k]]) == 0
         else:
             assert torch.equal(state[k], v)  # biases rewound too
-    with pytest.raises(ConfigError, match="retrain.rewind_step=-1 is out of range"):
-        RETRAIN_MODES.get("weight_rewind").prepare(net, mask, retrain_ctx(fake_spec(rewind_step=-1), 1, saved))
+    from prunebench.catalog import RewindOptions
+
+    with pytest.raises(ConfigError, match="retrain.rewind_step=-1 is out of range"):  # checked at parse time
+        RewindOptions.parse({"rewind_step": -1}, "retrain")
 
 
 def test_reinit_keeps_the_mask_with_fresh_deterministic_weights() -> None:
