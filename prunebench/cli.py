@@ -24,7 +24,11 @@ from omegaconf.errors import OmegaConfBaseException
 from prunebench.errors import ConfigError
 from prunebench.spec import RunSpec, from_config
 
-CONF_DIR = os.environ.get("PRUNEBENCH_CONF", str(Path(__file__).resolve().parent.parent / "conf"))
+# The configs: $PRUNEBENCH_CONF, else the source tree's top-level conf/ (a checkout or an
+# editable install), else the copy shipped inside the wheel as the package prunebench.conf.
+_SOURCE_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = os.environ.get("PRUNEBENCH_CONF") or (
+    str(_SOURCE_CONF) if (_SOURCE_CONF / "config.yaml").is_file() else "pkg://prunebench.conf")
 QUICKSTART = "experiment=quickstart"
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models import cnn1d, convnets, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
+from prunebench.models import cnn1d, convnets, external, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
 from prunebench.models.base import MODELS, Accepts, accepted_inputs, as_shape, register_model
 
 __all__ = [
@@ -63,10 +63,16 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     """
     factory = MODELS.get(name)
     accepted = model_kwargs(name)
-    for key in kwargs:
-        if key not in accepted:
-            valid = ", ".join(sorted(accepted)) or "none"
-            raise ConfigError(f"model.{key} is not a parameter of model={name!r}; accepted: {valid}")
+    params = inspect.signature(factory).parameters.values()
+    # torchvision / custom pass their other keys on (**kwargs): the callee checks those.
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in accepted:
+                valid = ", ".join(sorted(accepted)) or "none"
+                raise ConfigError(f"model.{key} is not a parameter of model={name!r}; accepted: {valid}")
+    for key, default in accepted.items():
+        if default is inspect.Parameter.empty and key not in kwargs:
+            raise ConfigError(f"model.{key} is required for model={name!r} (e.g. model.{key}=...)")
     spec = accepted_inputs(name)
     shape = as_shape(input_shape)
     if shape is None or not spec.fits(shape):
