@@ -80,7 +80,7 @@ class ImageFolder(TensorDataModule):
                  eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
                  normalize: str = "train", test_size: float = 0.2, max_memory_mb: int = 4096) -> None:
-        if root is None or str(root) in ("", "data"):
+        if root is None or not str(root):
             raise ConfigError(f"data.root={root!r}: set data.root=<folder> holding train/val/test class folders "
                               f"or class folders directly")
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,

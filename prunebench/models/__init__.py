@@ -17,7 +17,7 @@ plus ``conf/model/<name>.yaml`` listing its keyword arguments with their default
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -31,6 +31,7 @@ __all__ = [
     "Accepts",
     "accepted_inputs",
     "build_model",
+    "check_model_keys",
     "list_models",
     "model_fits",
     "model_kwargs",
@@ -52,6 +53,18 @@ def model_kwargs(name: str) -> dict[str, Any]:
     """The keyword arguments model ``name`` accepts, with their defaults."""
     sig = inspect.signature(MODELS.get(name))
     return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_model_keys(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Keys no model may set (their values come from the data set); call at spec time.
+
+    ``build_model(name, shape, n, num_classes=...)`` would fail in Python's call itself.
+    """
+    MODELS.get(name)
+    for key in ("num_classes", "input_shape"):
+        if key in kwargs:
+            raise ConfigError(f"model.{key} cannot be set: it comes from the data set (a factory with a parameter "
+                              f"named {key} receives it)")
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
