@@ -196,3 +196,17 @@ def test_custom_returning_tensor_datamodule_is_used_as_is(tmp_path: Path) -> Non
     dm = build_datamodule("custom", seed=2, target=f"{tmp_path}/syn.py:make")
     dm.setup()
     assert type(dm).__name__ == "Synthetic" and dm.seed == 2 and dm.input_shape == (6,)
+
+
+def test_data_identity_follows_content(tmp_path: Path, data_file: Path) -> None:
+    from prunebench.identity import data_identity
+
+    a = write_tree(tmp_path / "a", per_class=2)
+    b = write_tree(tmp_path / "b", per_class=2)
+    ident = data_identity("imagefolder", {"root": str(a)})
+    assert ident == data_identity("imagefolder", {"root": str(b)}) and len(ident["files_sha256"]) == 64
+    (b / "cat" / "0.png").unlink()
+    assert data_identity("imagefolder", {"root": str(b)}) != ident
+    custom = data_identity("custom", {"target": f"{data_file}:make"})
+    assert custom["target"] == "my_data.py:make" and len(custom["source_sha256"]) == 64
+    assert data_identity("torchvision", {"dataset": "CIFAR10"}) == {}

@@ -12,7 +12,8 @@ from torch import nn
 from prunebench.errors import ConfigError
 from prunebench.imports import load_callable, split_target, target_identity
 from prunebench.models import build_model, check_model_keys, list_models
-from prunebench.models.external import check_io, model_identity
+from prunebench.identity import model_identity
+from prunebench.models.external import check_io
 
 FACTORY = textwrap.dedent("""
     from torch import nn

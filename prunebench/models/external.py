@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.imports import call_with_accepted, load_callable, target_identity
+from prunebench.imports import call_with_accepted, load_callable
 from prunebench.models.base import Accepts, register_model
 
 #: torchvision architectures whose training-mode output is a tuple unless told otherwise.
@@ -173,16 +173,3 @@ def custom_model(input_shape: Sequence[int], num_classes: int, *, target: str, *
         raise ConfigError(f"{what} returned a model without parameters")
     check_io(net, input_shape, num_classes, what)
     return net
-
-
-def model_identity(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Run-identity entries of a torchvision / custom model spec beyond its keys.
-
-    custom: ``model.target`` is replaced by ``{"target": "<file name or module>:<fn>",
-    "source_sha256": <sha256 of the defining file>}`` (an edited factory is a new run; a
-    moved project is not). torchvision: the keys as they are (the weights name pins the
-    file). Other models: ``{}``.
-    """
-    if name == "custom" and "target" in kwargs:
-        return target_identity(kwargs["target"], "model.target")
-    return {}
