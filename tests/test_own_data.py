@@ -114,7 +114,7 @@ DATA_FILE = textwrap.dedent("""
         def setup(self, stage=None):
             g = torch.Generator().manual_seed(0)
             y = torch.arange(self.n) % 3
-            x = torch.randn(self.n, 2, 5, generator=g) + y[:, None, None].float()
+            x = 0.5 * torch.randn(self.n, 2, 5, generator=g) + 2 * y[:, None, None].float()
             self.train = TensorDataset(x, y + self.label_offset)
             self.val = TensorDataset(x[:9], y[:9])
 
