@@ -81,8 +81,26 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="big.png is not a readable image"):
         build_datamodule("imagefolder", root=root).setup()
     (root / "cat" / "big.png").unlink()
-    with pytest.raises(ConfigError, match="over data.max_memory_mb=1"):
-        build_datamodule("imagefolder", root=root, image_size=512, max_memory_mb=1).setup()
+    with pytest.raises(ConfigError, match="over data.max_memory_mb=1; .* data.lazy=true"):
+        build_datamodule("imagefolder", root=root, image_size=512, max_memory_mb=1, lazy=False).setup()
+
+
+def test_imagefolder_streams_when_too_large_or_asked(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "imgs", per_class=4, size=10, splits=("train", "test"))
+    auto = build_datamodule("imagefolder", root=root, max_memory_mb=1, image_size=300)
+    assert isinstance(auto, LoaderDataModule)  # 24 images at 300x300 exceed 1 MB: streamed
+    dm = build_datamodule("imagefolder", seed=1, root=root, lazy=True, image_size=6, batch_size=4, val_size=0.25)
+    assert isinstance(dm, LoaderDataModule)
+    dm.setup()
+    assert dm.input_shape == (3, 6, 6) and dm.num_classes == 3 and dm.sizes == {"train": 9, "val": 3, "test": 12}
+    mem = build_datamodule("imagefolder", root=root, image_size=6)
+    mem.setup()
+    x_lazy = torch.cat([x for x, _ in dm.test_dataloader()])
+    y_lazy = torch.cat([y for _, y in dm.test_dataloader()])
+    assert torch.equal(y_lazy, mem.y_test)  # the same test images in the same order ...
+    assert x_lazy.shape == mem.x_test.shape  # ... decoded the same size (normalised from a sample)
+    with pytest.raises(ConfigError, match="data.lazy='yes' must be null"):
+        build_datamodule("imagefolder", root=root, lazy="yes")
 
 
 def test_torchvision_dataset_class_offline() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from prunebench.data.base import TensorDataModule, TensorLoader, mix_seed
 from prunebench.data.cifar import CIFAR10
 from prunebench.data.custom import LoaderDataModule, custom_datamodule
-from prunebench.data.imagefolder import ImageFolder
+from prunebench.data.imagefolder import ImageFolder, image_folder
 from prunebench.data.mnist import MNIST, FashionMNIST
 from prunebench.data.mnist1d import MNIST1D
 from prunebench.data.synthetic import Synthetic
@@ -28,9 +28,10 @@ from prunebench.registry import Registry
 
 #: name → TensorDataModule subclass; its keyword defaults are the data set's defaults.
 DATASETS: Registry[type[TensorDataModule]] = Registry("data")
-for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, ImageFolder, TorchvisionData):
+for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, TorchvisionData):
     DATASETS.register(_cls.name)(_cls)
-#: data=custom: a factory, not a class (it returns the user's module or an adapter of it).
+# Factories, not classes: they return an in-memory module or a streaming adapter.
+DATASETS.register("imagefolder")(image_folder)  # type: ignore[arg-type]
 DATASETS.register("custom")(custom_datamodule)  # type: ignore[arg-type]
 
 

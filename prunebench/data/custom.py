@@ -74,8 +74,8 @@ class LoaderDataModule:
     def __init__(self, user: Any, *, target: str, seed: int = 0, batch_size: int | None = None,
                  eval_batch_size: int | None = None, val_size: int | float = 0.1, test_size: int | float = 0.1,
                  split_seed: int = 0, num_classes: int | None = None, num_workers: int = 0, drop_last: bool = False,
-                 check_batches: int = 2) -> None:
-        self.user, self.target = user, target
+                 check_batches: int = 2, key: str = KEY, name: str = "custom") -> None:
+        self.user, self.target, self.key, self.name = user, target, key, name
         self.seed = check_int("seed", seed, low=0)
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, low=1)
         self.eval_batch_size = None if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size, low=1)
@@ -96,7 +96,7 @@ class LoaderDataModule:
 
     # -- the user's module --------------------------------------------------------------
     def _what(self) -> str:
-        return f"{KEY}={self.target!r}"
+        return f"{self.key}={self.target!r}"
 
     def _dataset(self, loader: Any, split: str) -> Dataset[Any]:
         ds = getattr(loader, "dataset", None)

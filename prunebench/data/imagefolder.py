@@ -4,8 +4,8 @@ Layouts: ``root/{train,val,test}/<class>/<image>`` (``val`` and ``test`` optiona
 absent is carved off ``train``, seeded by ``split_seed``), or ``root/<class>/<image>``
 (test and validation both carved off, seeded). Images are decoded once with PIL, resized
 to ``image_size`` when given, and held in memory as tensors like the built-in data sets;
-a tree whose decoded size exceeds ``max_memory_mb`` is refused with a pointer to
-``data=custom`` (a lazy LightningDataModule).
+a tree whose decoded size exceeds ``max_memory_mb`` (or ``lazy=true``) is streamed from
+disk per batch instead (torchvision's ImageFolder through :class:`LoaderDataModule`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
@@ -153,7 +154,7 @@ class ImageFolder(TensorDataModule):
         if mb > self.max_memory_mb:
             raise ConfigError(f"data=imagefolder: {n} images at {self.image_size} need ~{mb:.0f} MB in memory, over "
                               f"data.max_memory_mb={self.max_memory_mb}; raise it, lower data.image_size, or stream "
-                              f"them with data=custom (a LightningDataModule)")
+                              f"them from disk with data.lazy=true")
 
     # -- TensorDataModule -------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -203,3 +204,117 @@ class ImageFolder(TensorDataModule):
         if self.normalize == "none":
             return torch.zeros(x.shape[1], 1, 1), torch.ones(x.shape[1], 1, 1)
         return TensorDataModule.statistics(x)
+
+
+# ---- trees too large for memory: streamed through the LoaderDataModule adapter ------------
+
+
+class LazyImageFolder(pl.LightningDataModule):
+    """torchvision ImageFolder splits decoded per batch (for :class:`LoaderDataModule`).
+
+    ``train``/``val``/``test`` folders become the splits; what is absent the adapter carves
+    off ``train`` (seeded). ``normalize=train`` uses per-channel statistics of up to
+    ``STATS_IMAGES`` training images (a seeded sample), as the in-memory module uses all.
+    """
+
+    STATS_IMAGES = 512
+
+    def __init__(self, folder: ImageFolder, num_workers: int) -> None:
+        super().__init__()
+        self.folder, self.num_workers = folder, num_workers
+        self.sets: dict[str, Any] = {}
+        self.classes: list[str] = []
+
+    def _transform(self, mean: Tensor | None, std: Tensor | None) -> Any:
+        from torchvision import transforms as T
+
+        steps: list[Any] = [T.Grayscale(1) if self.folder.channels == 1 else T.Lambda(lambda im: im.convert("RGB"))]
+        if self.folder.image_size is not None:
+            steps.append(T.Resize(self.folder.image_size))
+        steps.append(T.ToTensor())
+        if mean is not None and std is not None:
+            steps.append(T.Normalize(mean.flatten().tolist(), std.flatten().tolist()))
+        return T.Compose(steps)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.sets:
+            return
+        from torchvision.datasets import ImageFolder as TVImageFolder
+
+        dirs = self.folder.split_dirs()
+        train_dir = dirs.get("train", dirs.get("all"))
+        raw = TVImageFolder(str(train_dir), transform=self._transform(None, None))
+        self.classes = list(raw.classes)
+        if self.folder.normalize == "train":
+            g = torch.Generator().manual_seed(mix_seed(self.folder.split_seed, "stats"))
+            idx = torch.randperm(len(raw), generator=g)[: self.STATS_IMAGES].tolist()
+            mean, std = TensorDataModule.statistics(torch.stack([raw[i][0] for i in idx]))
+        else:
+            mean, std = self.folder.statistics(torch.zeros(1, self.folder.channels, 1, 1))
+        tf = self._transform(mean, std)
+        for split in ("train", "val", "test"):
+            if split in dirs:
+                ds = TVImageFolder(str(dirs[split]), transform=tf)
+                if ds.classes != self.classes:
+                    raise ConfigError(f"data.root: {dirs[split]} has classes {ds.classes}, the training folder "
+                                      f"{self.classes}")
+                self.sets[split] = ds
+        if "all" in dirs:
+            self.sets["train"] = TVImageFolder(str(dirs["all"]), transform=tf)
+
+    def _loader(self, split: str) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.sets[split], batch_size=self.folder.batch_size)
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train")
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val") if "val" in self.sets else None
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test") if "test" in self.sets else None
+
+
+def _estimate_mb(folder: ImageFolder) -> float:
+    """Decoded size of the whole tree in MB (image size from the first image's header)."""
+    from PIL import Image
+
+    files = [p for d in folder.split_dirs().values() for v in folder.scan(d).values() for p in v]
+    if not files:
+        return 0.0
+    if folder.image_size is not None:
+        h, w = folder.image_size
+    else:
+        with Image.open(files[0]) as img:
+            w, h = img.size
+    return len(files) * folder.channels * h * w * 4 / 2**20
+
+
+def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, batch_size: int = 64,
+                 eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
+                 drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
+                 normalize: str = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
+                 lazy: bool | None = None, num_workers: int = 0) -> Any:
+    """``data=imagefolder``: in memory (:class:`ImageFolder`) when the decoded tree fits in
+    ``max_memory_mb`` (or ``lazy=false``), else streamed from disk per batch (``lazy=true``,
+    or automatically when too large) with ``num_workers`` loader processes."""
+    folder = ImageFolder(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         image_size=image_size, channels=channels, normalize=normalize, test_size=test_size,
+                         max_memory_mb=max_memory_mb)
+    if lazy is not None and not isinstance(lazy, bool):
+        raise ConfigError(f"data.lazy={lazy!r} must be null (automatic), true or false")
+    if lazy is False or (lazy is None and (not folder.root.is_dir() or _estimate_mb(folder) <= max_memory_mb)):
+        return folder
+    folder.prepare_data()  # the same checks on the tree as in memory
+    from prunebench.data.custom import LoaderDataModule
+
+    return LoaderDataModule(LazyImageFolder(folder, num_workers), target=str(folder.root), seed=seed,
+                            batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
+                            test_size=test_size, split_seed=split_seed, num_workers=num_workers, drop_last=drop_last,
+                            key="data.root", name="imagefolder")
+
+
+image_folder.name = "imagefolder"  # type: ignore[attr-defined]
