@@ -132,3 +132,10 @@ def call_with_accepted(fn: Callable[..., Any], offered: dict[str, Any], given: d
     # Only parameters named so: a **kwargs factory may forward them where they do not fit.
     extra = {k: v for k, v in offered.items() if k not in given and k in params}
     return {**extra, **given}
+
+
+def absolute_target(target: str, key: str) -> str:
+    """``target`` with a file path made absolute (from the current directory), so that
+    launcher workers started elsewhere find the same file; module targets unchanged."""
+    where, attr, is_file = split_target(target, key)
+    return f"{Path(where).expanduser().resolve()}:{attr}" if is_file else target

@@ -163,3 +163,11 @@ def test_file_import_is_cached_and_sibling_imports_work(tmp_path: Path) -> None:
     (tmp_path / "net_own_test.py").write_text("from blocks_own_test import BLOCK\ndef make():\n    return BLOCK(2, 2)\n")
     a = load_callable(f"{tmp_path}/net_own_test.py:make", "model.target")
     assert a is load_callable(f"{tmp_path}/net_own_test.py:make", "model.target")
+
+
+def test_absolute_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunebench.imports import absolute_target
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_target("nets/my.py:make", "model.target") == f"{tmp_path}/nets/my.py:make"
+    assert absolute_target("pkg.mod:make", "model.target") == "pkg.mod:make"

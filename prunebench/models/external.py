@@ -68,7 +68,8 @@ def torchvision_archs() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _check_arch(arch: Any) -> str:
+def check_arch(arch: Any) -> str:
+    """``arch`` if torchvision has that classification architecture; ConfigError naming model.arch."""
     archs = torchvision_archs()
     if arch not in archs:
         close = difflib.get_close_matches(str(arch), archs, n=5, cutoff=0.5)
@@ -129,7 +130,7 @@ def torchvision_model(input_shape: Sequence[int], num_classes: int, *, arch: str
     """
     import torchvision
 
-    arch = _check_arch(arch)
+    arch = check_arch(arch)
     if arch in _AUX_LOGITS:
         kwargs.setdefault("aux_logits", False)
         kwargs.setdefault("init_weights", True)
