@@ -18,7 +18,7 @@ from prunebench.checkpoints import init_identity
 from prunebench.errors import ConfigError
 from prunebench.imports import target_identity
 
-__all__ = ["data_identity", "init_identity", "model_identity", "tree_sha256"]
+__all__ = ["data_identity", "display_name", "init_identity", "model_identity", "tree_sha256"]
 
 
 def tree_sha256(root: str | os.PathLike[str], suffixes: tuple[str, ...]) -> str:
@@ -63,3 +63,17 @@ def data_identity(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"data.root={root!r} is not a folder")
         return {"files_sha256": tree_sha256(root, IMG_EXTENSIONS)}
     return {}
+
+
+def display_name(kind: str, name: str, kwargs: Mapping[str, Any]) -> str:
+    """A short name for tables and plots: ``resnet18`` for ``model=torchvision``, the
+    callable's name for ``custom``, the class or folder name for ``data=torchvision`` /
+    ``imagefolder``; the registry name otherwise."""
+    if name == "torchvision":
+        value = kwargs.get("arch" if kind == "model" else "dataset")
+        return str(value) if value else name
+    if name == "custom" and kwargs.get("target"):
+        return str(kwargs["target"]).replace(":", ".").rsplit(".", 1)[-1]
+    if name == "imagefolder" and kwargs.get("root"):
+        return Path(str(kwargs["root"])).name or name
+    return name

@@ -171,3 +171,14 @@ def test_absolute_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.chdir(tmp_path)
     assert absolute_target("nets/my.py:make", "model.target") == f"{tmp_path}/nets/my.py:make"
     assert absolute_target("pkg.mod:make", "model.target") == "pkg.mod:make"
+
+
+def test_display_names() -> None:
+    from prunebench.identity import display_name
+
+    assert display_name("model", "torchvision", {"arch": "resnet18"}) == "resnet18"
+    assert display_name("model", "custom", {"target": "nets/my.py:make_net"}) == "make_net"
+    assert display_name("model", "custom", {"target": "pkg.mod.make_net"}) == "make_net"
+    assert display_name("data", "torchvision", {"dataset": "CIFAR100"}) == "CIFAR100"
+    assert display_name("data", "imagefolder", {"root": "/x/flowers/"}) == "flowers"
+    assert display_name("model", "mlp", {}) == "mlp"
