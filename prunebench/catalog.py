@@ -207,8 +207,15 @@ DENSE_SCHEDULE_MODES = ("lr_rewind", "weight_rewind", "reinit", "random_mask")
 MODELS = Catalog("model", {n: Options for n in (
     "cnn1d", "conv2", "conv4", "conv6", "lenet5", "lenet_300_100", "mlp", "resnet20", "resnet56",
     "vgg11_bn", "vgg16_bn",
+    "torchvision",  # model.arch=<any torchvision classification architecture>
+    "custom",  # model.target=<module or file.py>:<factory>
 )})
-DATASETS = Catalog("data", {n: Options for n in ("cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic")})
+DATASETS = Catalog("data", {n: Options for n in (
+    "cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic",
+    "imagefolder",  # data.root=<folder of class folders (train/val/test or one tree)>
+    "torchvision",  # data.dataset=<torchvision.datasets class>
+    "custom",  # data.target=<module or file.py>:<factory returning a LightningDataModule>
+)})
 
 GROUPS: dict[str, Catalog] = {
     "pruning": CRITERIA, "structure": STRUCTURES, "schedule": SCHEDULES, "retrain": RETRAIN_MODES,

@@ -1,70 +1,121 @@
-"""Pretrained starting points (``train.init_from``): load a user's weights, safely.
+"""Pretrained weights a run starts from (``train.init_from=<file>``).
 
-Files are read with ``weights_only=True`` (no pickled code runs). A state dict saved with
-``torch.save(model.state_dict())`` loads as is; a Lightning ``.ckpt`` contributes its
-``state_dict`` with a common module prefix (``net.``, ``model.``) stripped.
+Reads a state dict saved with ``torch.save`` (``.pt`` / ``.pth`` / ``.bin``), a
+``.safetensors`` file, or a Lightning ``.ckpt`` (its ``state_dict``, with the
+LightningModule's attribute prefix such as ``net.`` or ``model.`` stripped), always with
+``weights_only=True``. Anything wrong (missing file, unreadable file, keys or shapes that
+do not fit the model) is a ConfigError naming ``train.init_from``, raised before training.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from prunebench.errors import ConfigError
+from prunebench.errors import ConfigError, CorruptFileError
+from prunebench.imports import file_sha256
+
+KEY = "train.init_from"
+SHOW = 5  # keys listed in a mismatch message
 
 
-def read_state(path: str) -> dict[str, torch.Tensor]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"train.init_from={path!r}: no such file")
-    if p.stat().st_size == 0:
-        raise ConfigError(f"train.init_from={path!r} is empty (0 bytes)")
+def _tensors_only(obj: Any, path: Path, key: str) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        kind = type(obj).__name__ if not isinstance(obj, Mapping) else "mapping with non-tensor values"
+        raise CorruptFileError(f"{key}={str(path)!r} holds a {kind}, not a state dict of tensors (save "
+                               f"model.state_dict(), not the model object)")
+    return {str(k): v for k, v in obj.items()}
+
+
+def load_state_file(path: str | os.PathLike[str], key: str = KEY) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (``.safetensors``, ``.ckpt`` or a torch.save file), weights only."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}={str(path)!r}: file not found")
     try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(p))
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except ImportError:
-        raise ConfigError(f"train.init_from={path!r}: reading .safetensors needs the safetensors package") from None
+        if path.suffix == ".safetensors":
+            try:
+                from safetensors.torch import load_file
+            except ImportError as exc:  # pragma: no cover - a dependency; kept optional in spirit
+                raise ConfigError(f"{key}={str(path)!r}: reading .safetensors needs `pip install safetensors`") from exc
+            return _tensors_only(load_file(str(path), device="cpu"), path, key)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in reason or "Weights only" in reason:
-            reason = "it is not a plain state dict of tensors (pickled objects are not loaded)"
-        raise ConfigError(f"train.init_from={path!r} cannot be read: {reason}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConfigError(f"train.init_from={path!r} is not a state dict (a mapping of names to tensors)")
-    return obj
+        raise CorruptFileError(f"{key}={str(path)!r} cannot be read as a weights-only checkpoint "
+                               f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]})") from exc
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]  # a Lightning .ckpt (or {"state_dict": ...} saved by hand)
+    return _tensors_only(obj, path, key)
 
 
-def _strip_prefix(state: dict[str, torch.Tensor], own: set[str]) -> dict[str, torch.Tensor]:
-    if set(state) <= own:
-        return state
-    for prefix in ("net.", "model.", "module."):
-        if all(k.startswith(prefix) for k in state):
-            stripped = {k[len(prefix):]: v for k, v in state.items()}
-            if set(stripped) <= own:
-                return stripped
-    return state
+def strip_prefix(state: Mapping[str, torch.Tensor], net: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` with a common wrapper prefix removed when that makes its keys the model's.
+
+    A LightningModule saves its network's tensors as ``<attribute>.<name>`` (``net.``,
+    ``model.``, ...); a model wrapped in DataParallel as ``module.``. The prefix is
+    stripped only when the stripped keys match the model's better than the keys as they are.
+    """
+    own = set(net.state_dict())
+    best, best_hits = dict(state), len(own & set(state))
+    prefixes = {k.split(".", 1)[0] + "." for k in state if "." in k}
+    for prefix in prefixes:
+        stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        hits = len(own & set(stripped))
+        if hits > best_hits:
+            best, best_hits = stripped, hits
+    return best
 
 
-def load_init_state(net: nn.Module, path: str) -> None:
-    """Copy the file's weights into ``net``; ConfigError naming what does not match."""
+def _few(keys: Collection[str]) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - SHOW} more)" if len(keys) > SHOW else ""
+    return ", ".join(keys[:SHOW]) + more
+
+
+def check_state_fits(net: nn.Module, state: Mapping[str, torch.Tensor], what: str,
+                     allow_missing: Collection[str] = ()) -> None:
+    """ConfigError naming ``what`` unless ``state`` has exactly ``net``'s keys and shapes."""
     own = net.state_dict()
-    state = _strip_prefix(read_state(path), set(own))
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ConfigError(f"train.init_from={path!r} does not fit the model: missing {missing[:3]}"
-                          f"{' ...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]}"
-                          f"{' ...' if len(unexpected) > 3 else ''}")
-    bad = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if state[k].shape != v.shape]
-    if bad:
-        k, got, want = bad[0]
-        raise ConfigError(f"train.init_from={path!r} does not fit the model: {k} has shape {got}, the model {want}")
-    net.load_state_dict(state)
+    missing = set(own) - set(state) - set(allow_missing)
+    unexpected = set(state) - set(own)
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_few(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
+    if shapes:
+        more = f" (+{len(shapes) - SHOW} more)" if len(shapes) > SHOW else ""
+        problems.append(f"{len(shapes)} shape mismatch(es): {'; '.join(shapes[:SHOW])}{more}")
+    if problems:
+        raise ConfigError(f"{what} does not fit the model: {'; '.join(problems)}")
+
+
+def load_init(net: nn.Module, path: str | os.PathLike[str], key: str = KEY) -> nn.Module:
+    """Load the weights in ``path`` into ``net`` (in place, strict) and return it.
+
+    ConfigError naming ``key`` for a missing or unreadable file, or one whose keys or
+    shapes do not fit ``net`` (listing a few of each).
+    """
+    state = strip_prefix(load_state_file(path, key), net)
+    check_state_fits(net, state, f"{key}={str(path)!r}")
+    with torch.no_grad():
+        net.load_state_dict(state, strict=True)
+    return net
+
+
+def init_identity(path: str | os.PathLike[str], key: str = KEY) -> dict[str, str]:
+    """Run-identity entry of ``train.init_from``: the file's content hash, not its path
+    (same bytes elsewhere = same run; an edited file = a new run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}={str(path)!r}: file not found")
+    return {"sha256": file_sha256(path)}

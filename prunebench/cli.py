@@ -27,7 +27,11 @@ from prunebench.errors import ConfigError
 from prunebench.log import log
 from prunebench.spec import RunSpec, from_config
 
-CONF_DIR = os.environ.get("PRUNEBENCH_CONF", str(Path(__file__).resolve().parent.parent / "conf"))
+# The configs: $PRUNEBENCH_CONF, else the source tree's top-level conf/ (a checkout or an
+# editable install), else the copy shipped inside the wheel as the package prunebench.conf.
+_SOURCE_CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = os.environ.get("PRUNEBENCH_CONF") or (
+    str(_SOURCE_CONF) if (_SOURCE_CONF / "config.yaml").is_file() else "pkg://prunebench.conf")
 
 #: Set once the task function runs: a SystemExit(1) before it is Hydra rejecting the command line.
 _STARTED = False

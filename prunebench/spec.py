@@ -98,10 +98,16 @@ def parse_callspec(value: Any, key: str) -> CallSpec | None:
 
 @dataclass(frozen=True)
 class NamedSpec:
-    """A registry name plus the keyword arguments of its factory."""
+    """A registry name plus the keyword arguments of its factory.
+
+    ``fingerprint``: identity entries for what lives outside the package, taken when the
+    config is parsed (a custom factory's file content, an image tree's content; see
+    :mod:`prunebench.identity`): content, not paths, names the run.
+    """
 
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -302,9 +308,13 @@ class RunSpec:
         return content_hash(self.dense_identity())
 
     def describe(self) -> str:
+        from prunebench.identity import display_name
+
         s = self.schedule
+        data, model = display_name("data", self.data.name, self.data.kwargs), display_name("model", self.model.name,
+                                                                                           self.model.kwargs)
         return (
-            f"{self.data.name}/{self.model.name} {self.pruning.method}/{self.pruning.scope}/{self.pruning.structure} "
+            f"{data}/{model} {self.pruning.method}/{self.pruning.scope}/{self.pruning.structure} "
             f"{s.name}({s.target_sparsity:g}, n={s.iterations}) retrain={self.retrain.name} seed={self.seed}"
         )
 
@@ -318,6 +328,9 @@ class RunSpec:
 
     def check_deep(self) -> None:
         """The checks that import torch: optimizer and scheduler arguments, the accelerator."""
+        from prunebench.models import check_model_keys
+
+        check_model_keys(self.model.name, self.model.kwargs)
         self.train.optimizer.check("train.optimizer")
         if self.train.scheduler is not None:
             self.train.scheduler.check("train.scheduler")
@@ -391,7 +404,7 @@ def _named_identity(spec: NamedSpec, kind: str) -> dict[str, Any]:
         for k, v in spec.kwargs.items()
         if not (kind == "data" and k in _NON_IDENTITY_DATA_KEYS) and not (k in defaults and _eq(defaults[k], v))
     }
-    return {"name": spec.name, **kwargs}
+    return {"name": spec.name, **kwargs, **spec.fingerprint}
 
 
 def _plain(value: Any) -> Any:
@@ -453,6 +466,33 @@ def _str(node: Mapping[str, Any], key: str, path: str, default: str) -> str:
 
 def _options(cls: type[Options], node: Mapping[str, Any], path: str, what: str) -> Options:
     return cls.parse({k: v for k, v in node.items() if k in cls.keys()}, path, what=what)
+
+
+def parse_named(node: Mapping[str, Any], kind: str) -> NamedSpec:
+    """A model or data set: its name, its factory's keyword arguments, and their fingerprint.
+
+    A user's factory (``target``) is made absolute so that workers started elsewhere find
+    it; its file content, or an image folder's content, joins the identity.
+    """
+    from prunebench.identity import data_identity, model_identity
+    from prunebench.imports import absolute_target
+
+    cat = catalog.MODELS if kind == "model" else catalog.DATASETS
+    name = cat.check(node.get("name"))
+    kwargs = {k: v for k, v in node.items() if k != "name"}
+    if kind == "model":
+        for key in ("num_classes", "input_shape"):
+            if key in kwargs:
+                raise ConfigError(f"model.{key} cannot be set: it comes from the data set (a factory with a "
+                                  f"parameter named {key} receives it)")
+    if name == "custom":
+        if not kwargs.get("target"):
+            raise ConfigError(f"{kind}=custom needs {kind}.target=<module or file.py>:<factory>")
+        kwargs["target"] = absolute_target(str(kwargs["target"]), f"{kind}.target")
+    if name == "imagefolder" and kwargs.get("root") is not None:
+        kwargs["root"] = str(Path(str(kwargs["root"])).expanduser().absolute())
+    fingerprint = model_identity(name, kwargs) if kind == "model" else data_identity(name, kwargs)
+    return NamedSpec(name, kwargs, fingerprint)
 
 
 PRUNING_COMMON = ["method", "scope", "structure", "prune_output", "prune_first"]
@@ -591,10 +631,8 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     _only(cfg, "config", list(TOP_LEVEL_KEYS))
     seed = _int(cfg, "seed", "config", low=0)
 
-    d = _node(cfg, "data")
-    data = NamedSpec(catalog.DATASETS.check(d.get("name")), {k: v for k, v in d.items() if k != "name"})
-    m = _node(cfg, "model")
-    model = NamedSpec(catalog.MODELS.check(m.get("name")), {k: v for k, v in m.items() if k != "name"})
+    data = parse_named(_node(cfg, "data"), "data")
+    model = parse_named(_node(cfg, "model"), "model")
 
     paths = cfg.get("paths") or {}
     _only(paths, "paths", ["root", "data_dir"])

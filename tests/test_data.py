@@ -63,7 +63,9 @@ def synthetic(**kwargs) -> TensorDataModule:
 
 
 def test_registry_and_unknown_name() -> None:
-    assert list_datasets() == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic"]
+    assert list_datasets(external=False) == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic"]
+    assert list_datasets() == ["cifar10", "custom", "fashion_mnist", "imagefolder", "mnist", "mnist1d", "synthetic",
+                               "torchvision"]
     assert list_datasets("*mnist") == ["fashion_mnist", "mnist"]
     with pytest.raises(ConfigError, match=r"data='imagenet' is not a known name; valid: cifar10, .*mnist1d"):
         build_datamodule("imagenet")
@@ -94,7 +96,7 @@ def test_val_size_larger_than_training_set() -> None:
         synthetic(val_size=64)
 
 
-@pytest.mark.parametrize("name", list_datasets())
+@pytest.mark.parametrize("name", list_datasets(external=False))
 def test_every_dataset_has_a_valid_config(name: str, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 

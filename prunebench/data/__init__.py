@@ -17,21 +17,33 @@ from typing import Any
 
 from prunebench.data.base import TensorDataModule, TensorLoader, mix_seed
 from prunebench.data.cifar import CIFAR10
+from prunebench.data.custom import LoaderDataModule, custom_datamodule
+from prunebench.data.imagefolder import ImageFolder, image_folder
 from prunebench.data.mnist import MNIST, FashionMNIST
 from prunebench.data.mnist1d import MNIST1D
 from prunebench.data.synthetic import Synthetic
+from prunebench.data.tvdata import TorchvisionData
 from prunebench.errors import ConfigError
 from prunebench.registry import Registry
 
 #: name → TensorDataModule subclass; its keyword defaults are the data set's defaults.
 DATASETS: Registry[type[TensorDataModule]] = Registry("data")
-for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic):
+for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, TorchvisionData):
     DATASETS.register(_cls.name)(_cls)
+# Factories, not classes: they return an in-memory module or a streaming adapter.
+DATASETS.register("imagefolder")(image_folder)  # type: ignore[arg-type]
+DATASETS.register("custom")(custom_datamodule)  # type: ignore[arg-type]
 
 
-def list_datasets(pattern: str = "*") -> list[str]:
-    """Registered data set names matching a glob ``pattern``, sorted."""
-    return DATASETS.names(pattern)
+#: Entries reading a user's data (``data.root`` of images, ``data.dataset``, ``data.target``);
+#: they take required keys, so registry-wide tests of the built-ins skip them.
+EXTERNAL = ("custom", "imagefolder", "torchvision")
+
+
+def list_datasets(pattern: str = "*", *, external: bool = True) -> list[str]:
+    """Registered data set names matching a glob ``pattern``, sorted (``external=False``:
+    the built-in data sets only)."""
+    return [n for n in DATASETS.names(pattern) if external or n not in EXTERNAL]
 
 
 def build_datamodule(name: str, *, seed: int = 0, **kwargs: Any) -> TensorDataModule:
@@ -43,8 +55,10 @@ def build_datamodule(name: str, *, seed: int = 0, **kwargs: Any) -> TensorDataMo
     """
     cls = DATASETS.get(name)
     params = inspect.signature(cls).parameters
+    # data=custom passes its other keys on to the user's factory (**kwargs).
+    open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     for key in kwargs:
-        if key not in params or key == "seed":
+        if (key not in params and not open_kwargs) or key == "seed":
             valid = ", ".join(sorted(p for p in params if p != "seed"))
             raise ConfigError(f"data.{key} is not an option of data={name!r}; valid: {valid}")
     return cls(seed=seed, **kwargs)
@@ -53,9 +67,14 @@ def build_datamodule(name: str, *, seed: int = 0, **kwargs: Any) -> TensorDataMo
 __all__ = [
     "CIFAR10",
     "DATASETS",
+    "EXTERNAL",
     "MNIST",
     "MNIST1D",
     "FashionMNIST",
+    "ImageFolder",
+    "LoaderDataModule",
+    "TorchvisionData",
+    "custom_datamodule",
     "Synthetic",
     "TensorDataModule",
     "TensorLoader",

@@ -59,9 +59,9 @@ def check_loadable(net: nn.Module, path: Path, what: str) -> None:
 
 def load_pretrained(net: nn.Module, path: str) -> None:
     """Load ``train.init_from`` into ``net`` (a state dict, weights_only); ConfigError if it does not fit."""
-    from prunebench.checkpoints import load_init_state
+    from prunebench.checkpoints import load_init
 
-    load_init_state(net, path)
+    load_init(net, path)
 
 
 @dataclass
@@ -122,7 +122,9 @@ def train_dense(
             load_pretrained(net, spec.train.init_from)
         init_state = clone_state(net)
         save_state(init, init_state)
-        log(f"dense training {spec.model.name} on {spec.data.name} for {spec.train.epochs} epochs (seed {spec.seed})")
+        what = (f"evaluating the pretrained model {spec.train.init_from}" if spec.train.init_from and not spec.train.epochs
+                else f"dense training {spec.model.name} on {spec.data.name} for {spec.train.epochs} epochs")
+        log(f"{what} (seed {spec.seed})")
         module = Classifier(
             net,
             spec.train.optimizer.partial("train.optimizer"),

@@ -31,6 +31,7 @@ from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
 from prunebench.engine.structures import LevelInputs, Structure, TicketBranch, structure_for, ticket_spec
 from prunebench.errors import ConfigError
 from prunebench.export import net_record
+from prunebench.identity import display_name
 from prunebench.log import Logger
 from prunebench.log import log as default_log
 from prunebench.models import build_model
@@ -90,6 +91,10 @@ class Run:
         if not targets:
             raise ConfigError(f"model={spec.model.name!r} has no prunable Conv/Linear weights with these pruning options")
         self.targets = [t.param_name for t in targets]
+        if spec.train.init_from is not None:  # a pretrained start must load into this model, now
+            from prunebench.checkpoints import load_init
+
+            load_init(net, spec.train.init_from)
         self.structure.validate(net, targets, self._example_batch())
         steps_per_epoch = len(self.dm.train_dataloader())
         dense_steps = spec.train.max_steps or spec.train.epochs * steps_per_epoch
@@ -345,7 +350,8 @@ class Run:
         spec = self.spec
         return {
             "run_id": spec.run_id, "seed": spec.seed, "level": level,
-            "dataset": spec.data.name, "model": spec.model.name, "method": spec.pruning.method,
+            "dataset": display_name("data", spec.data.name, spec.data.kwargs),
+            "model": display_name("model", spec.model.name, spec.model.kwargs), "method": spec.pruning.method,
             "scope": spec.pruning.scope, "structure": spec.pruning.structure, "schedule": spec.schedule.name,
             "retrain": spec.retrain.name, "target_sparsity": target,
             "lr_finetune": self._lr_used(),

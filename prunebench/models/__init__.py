@@ -17,20 +17,22 @@ plus ``conf/model/<name>.yaml`` listing its keyword arguments with their default
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models import cnn1d, convnets, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
+from prunebench.models import cnn1d, convnets, external, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
 from prunebench.models.base import MODELS, Accepts, accepted_inputs, as_shape, register_model
 
 __all__ = [
     "MODELS",
+    "EXTERNAL",
     "Accepts",
     "accepted_inputs",
     "build_model",
+    "check_model_keys",
     "list_models",
     "model_fits",
     "model_kwargs",
@@ -38,9 +40,15 @@ __all__ = [
 ]
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching the glob ``pattern``, sorted."""
-    return MODELS.names(pattern)
+#: Entries that build a model from outside the package (``model.arch`` / ``model.target``);
+#: they take required keys, so registry-wide tests of the built-ins skip them.
+EXTERNAL = ("custom", "torchvision")
+
+
+def list_models(pattern: str = "*", *, external: bool = True) -> list[str]:
+    """Registered model names matching the glob ``pattern``, sorted (``external=False``:
+    the built-in architectures only)."""
+    return [n for n in MODELS.names(pattern) if external or n not in EXTERNAL]
 
 
 def model_fits(name: str, input_shape: Sequence[int]) -> bool:
@@ -54,6 +62,18 @@ def model_kwargs(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+def check_model_keys(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Keys no model may set (their values come from the data set); call at spec time.
+
+    ``build_model(name, shape, n, num_classes=...)`` would fail in Python's call itself.
+    """
+    MODELS.get(name)
+    for key in ("num_classes", "input_shape"):
+        if key in kwargs:
+            raise ConfigError(f"model.{key} cannot be set: it comes from the data set (a factory with a parameter "
+                              f"named {key} receives it)")
+
+
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
     """Build model ``name`` for inputs of ``input_shape`` and ``num_classes`` outputs.
 
@@ -63,10 +83,16 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
     """
     factory = MODELS.get(name)
     accepted = model_kwargs(name)
-    for key in kwargs:
-        if key not in accepted:
-            valid = ", ".join(sorted(accepted)) or "none"
-            raise ConfigError(f"model.{key} is not a parameter of model={name!r}; accepted: {valid}")
+    params = inspect.signature(factory).parameters.values()
+    # torchvision / custom pass their other keys on (**kwargs): the callee checks those.
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        for key in kwargs:
+            if key not in accepted:
+                valid = ", ".join(sorted(accepted)) or "none"
+                raise ConfigError(f"model.{key} is not a parameter of model={name!r}; accepted: {valid}")
+    for key, default in accepted.items():
+        if default is inspect.Parameter.empty and key not in kwargs:
+            raise ConfigError(f"model.{key} is required for model={name!r} (e.g. model.{key}=...)")
     spec = accepted_inputs(name)
     shape = as_shape(input_shape)
     if shape is None or not spec.fits(shape):

@@ -1,0 +1,114 @@
+"""``data=torchvision data.dataset=<class>``: any torchvision image classification data set.
+
+The class (``CIFAR100``, ``SVHN``, ``FakeData`` ...) is built from ``data.root`` with
+``download=data.download`` (false by default: offline) and ``data.kwargs`` as further
+arguments; its ``train``/``test`` (or ``split="train"/"test"``) halves become the
+training and test sets, or, for a class with neither, the test set is carved off
+(``test_size``, seeded). Samples are decoded once into in-memory tensors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from prunebench.data.base import TensorDataModule, mix_seed
+from prunebench.data.imagefolder import check_image_size, check_test_size, images_to_tensor
+from prunebench.errors import ConfigError, DataNotFoundError
+
+
+def dataset_class(name: Any) -> type:
+    """``torchvision.datasets.<name>``; ConfigError naming data.dataset and listing the valid ones."""
+    import torchvision
+
+    valid = sorted(n for n, v in vars(torchvision.datasets).items()
+                   if isinstance(v, type) and issubclass(v, torchvision.datasets.VisionDataset)
+                   and v is not torchvision.datasets.VisionDataset)
+    if name not in valid:
+        raise ConfigError(f"data.dataset={name!r} is not a torchvision data set class; valid: {', '.join(valid)}")
+    return getattr(torchvision.datasets, name)
+
+
+class TorchvisionData(TensorDataModule):
+    """A torchvision data set class by name, held in memory (see the module docstring)."""
+
+    name = "torchvision"
+
+    def __init__(self, *, seed: int = 0, root: str | os.PathLike[str] | None = "data", batch_size: int = 128,
+                 eval_batch_size: int = 1000, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
+                 drop_last: bool = False, dataset: str | None = None, image_size: int | Sequence[int] | None = None,
+                 channels: int | None = None, test_size: float = 0.2,
+                 kwargs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+        self.cls = dataset_class(dataset)
+        self.dataset = str(dataset)
+        self.image_size = check_image_size(image_size)
+        if channels not in (None, 1, 3):
+            raise ConfigError(f"data.channels={channels!r} must be null (as stored), 1 or 3")
+        self.channels = channels
+        self.test_size = check_test_size(test_size)
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise ConfigError(f"data.kwargs={kwargs!r} must be a mapping of {dataset} arguments")
+        self.kwargs = dict(kwargs or {})
+        self._num_classes: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        if self._num_classes is None:
+            raise RuntimeError("data='torchvision': call setup() before num_classes")
+        return self._num_classes
+
+    def _make(self, split: str | None) -> Any:
+        params = inspect.signature(self.cls).parameters
+        args: dict[str, Any] = dict(self.kwargs)
+        if "root" in params:
+            args.setdefault("root", str(self.root))
+        if "download" in params:
+            args.setdefault("download", self.download)
+        if split is not None:
+            args["train" if "train" in params else "split"] = split == "train" if "train" in params else split
+        try:
+            return self.cls(**args)
+        except TypeError as exc:
+            raise ConfigError(f"data.dataset={self.dataset!r} rejected its arguments {sorted(args)}: {exc}; "
+                              f"set data.kwargs") from exc
+        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
+            raise DataNotFoundError(f"data.dataset={self.dataset!r} not found under data.root={str(self.root)!r} "
+                                    f"({exc}); point data.root at it or pass data.download=true") from exc
+
+    def _tensors(self, ds: Any) -> tuple[Tensor, Tensor]:
+        images, labels = [], []
+        for i in range(len(ds)):
+            img, label = ds[i]
+            images.append(img)
+            labels.append(int(label))
+        channels = self.channels or (3 if images and images[0].mode in ("RGB", "RGBA", "P", "CMYK") else 1)
+        x = images_to_tensor(images, self.image_size, channels, f"data.dataset={self.dataset!r}")
+        return x, torch.tensor(labels, dtype=torch.int64)
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        params = inspect.signature(self.cls).parameters
+        if "train" in params or "split" in params:
+            train, test = self._make("train"), self._make("test")
+            x, y = self._tensors(train)
+            x_test, y_test = self._tensors(test)
+        else:
+            train = self._make(None)
+            x, y = self._tensors(train)
+            perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(mix_seed(self.split_seed, "test")))
+            n_test = max(1, round(self.test_size * len(y)))
+            test_idx, rest = perm[:n_test].sort().values, perm[n_test:].sort().values
+            x_test, y_test, x, y = x[test_idx], y[test_idx], x[rest], y[rest]
+        classes = getattr(train, "classes", None)
+        n = len(classes) if classes else int(torch.cat([y, y_test]).max()) + 1
+        n = max(n, int(getattr(train, "num_classes", 0) or 0))
+        if len(y) and (int(y.min()) < 0 or int(torch.cat([y, y_test]).max()) >= n):
+            raise ConfigError(f"data.dataset={self.dataset!r}: labels outside 0..{n - 1}")
+        self._num_classes = n
+        return x, y, x_test, y_test
