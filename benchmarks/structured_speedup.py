@@ -26,6 +26,24 @@ speedup eagerly (issue "Structured pruning") and at least 0.8 x in deploy mode (
 are the best of several interleaved rounds (dense and pruned models timed in turn, so
 load on a shared machine hits them alike; each round a median), threads fixed.
 
+Measured 2026-11-29, deploy mode (``--mode deploy --ratios 0.5 --rounds 4 --repeats 3
+--warmup 2 --onnxruntime``, 2 threads, 6 minutes), on the 2-core machine shared with
+other jobs at load average 8-12, so single figures are noisy (batch-1 ones especially);
+ONNX Runtime was faster than torch for both models and so was used for all of them:
+
+    model         ratio    params flops_speedup latency_b64_ms speedup_b64 meas/flops_b64
+    vgg11_bn  dense_deploy 9,228,362      1.00        261.9        1.00           1.00
+    vgg11_bn  0.5_deploy   2,310,186      3.95         71.0        3.69           0.93  PASS (>= 0.8)
+    vgg11_bn  unstr@0.5_d  2,307,434      2.97        356.6        0.73           0.25
+    resnet56  dense_deploy   855,770      1.00        480.1        1.00           1.00
+    resnet56  0.5_deploy     215,282      3.99        298.2        1.61           0.40  FAIL (< 0.8)
+    resnet56  unstr@0.5_d    213,154      2.76        585.8        0.82           0.30
+
+A run of eager and deploy (torch backend) side by side at load 13-16 (``--mode both
+--ratios 0.5 --quick``, 22 minutes) was too disturbed to read (eager ResNet-56 pruned
+slower than dense at batch 64); deploy there gave 0.70 (VGG) and 0.47 (ResNet-56). Rerun
+on a quiet machine before quoting the ResNet-56 figure.
+
     python benchmarks/structured_speedup.py            # full run
     python benchmarks/structured_speedup.py --quick    # fewer repeats
 """

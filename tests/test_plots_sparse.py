@@ -43,3 +43,16 @@ def test_plot_draws_curves_break_even_and_crossover() -> None:
 def test_missing_column_is_named() -> None:
     with pytest.raises(KeyError, match="speedup_measured_sparse"):
         plots.sparse_speedup_vs_sparsity(table().drop(columns="speedup_measured_sparse"))
+
+
+def test_report_draws_the_sparse_figure_only_when_measured(tmp_path) -> None:
+    from prunebench import report
+
+    result = report.ReportResult(root=tmp_path, out=tmp_path)
+    df = table()
+    report._curve_figures(df, report._Writer(result))
+    assert "sparse_speedup" in result.figures and "sparse_speedup" not in result.skipped
+    result2 = report.ReportResult(root=tmp_path, out=tmp_path / "b")
+    (tmp_path / "b").mkdir()
+    report._curve_figures(df.assign(speedup_measured_sparse=np.nan), report._Writer(result2))
+    assert "sparse_speedup" not in result2.figures and "sparse_speedup" not in result2.skipped
