@@ -248,6 +248,9 @@ def resolved_device(accelerator: str) -> str:
     return "cpu"
 
 
+LATENCY_MODES = ("eager", "deploy")  # prunebench.metrics.LATENCY_MODES (kept torch-free here)
+
+
 @dataclass(frozen=True)
 class MetricsSpec:
     latency: bool = True
@@ -255,6 +258,13 @@ class MetricsSpec:
     latency_batch_large: int = 64
     latency_warmup: int = 3
     latency_repeats: int = 20
+    #: eager: the model as trained; deploy: as it would ship (BatchNorm folded, channels-last,
+    #: inference mode; ONNX Runtime / torch.compile when asked and faster), dense and pruned alike
+    latency_mode: str = "eager"
+    latency_onnxruntime: bool = False
+    latency_compile: bool = False
+    #: time masked Linear layers in CSR beside dense at the large batch (speedup_measured_sparse)
+    sparse_kernels: bool = False
 
 
 @dataclass(frozen=True)
@@ -464,6 +474,17 @@ def _str(node: Mapping[str, Any], key: str, path: str, default: str) -> str:
     return str(value)
 
 
+def _choice(node: Mapping[str, Any], key: str, path: str, valid: tuple[str, ...], default: str) -> str:
+    value = node.get(key)
+    if value is None:
+        return default
+    if value not in valid:
+        from prunebench.errors import unknown_name
+
+        raise unknown_name(f"{path}.{key}", value, valid)
+    return str(value)
+
+
 def _options(cls: type[Options], node: Mapping[str, Any], path: str, what: str) -> Options:
     return cls.parse({k: v for k, v in node.items() if k in cls.keys()}, path, what=what)
 
@@ -599,6 +620,10 @@ def parse_metrics(me: Mapping[str, Any]) -> MetricsSpec:
         latency_batch_large=_int(me, "latency_batch_large", "metrics", low=1, default=64),
         latency_warmup=_int(me, "latency_warmup", "metrics", low=0, default=3),
         latency_repeats=_int(me, "latency_repeats", "metrics", low=1, default=20),
+        latency_mode=_choice(me, "latency_mode", "metrics", LATENCY_MODES, "eager"),
+        latency_onnxruntime=_bool(me, "latency_onnxruntime", "metrics", default=False),
+        latency_compile=_bool(me, "latency_compile", "metrics", default=False),
+        sparse_kernels=_bool(me, "sparse_kernels", "metrics", default=False),
     )
 
 

@@ -305,17 +305,36 @@ class Run:
         m = self.spec.metrics
         return metrics.measure_latency(net, self._large_batch(), warmup=m.latency_warmup, repeats=m.latency_repeats)
 
-    def _cost(self, net: nn.Module, mask: Mask | None, example: torch.Tensor) -> dict[str, float]:
+    def _cost(self, net: nn.Module, mask: Mask | None, example: torch.Tensor) -> dict[str, Any]:
         densities = None
         if mask is not None:
             modules = {t.param_name: t.module_name for t in prunable_weights(net)}
             densities = {modules[n]: 1.0 - s for n, s in mask.layer_sparsity().items() if n in modules}
         flops, flops_dense = metrics.effective_flops(net, example, densities)
-        latency = math.nan
-        if self.spec.metrics.latency:
-            latency = metrics.measure_latency(net, example, warmup=self.spec.metrics.latency_warmup,
-                                              repeats=self.spec.metrics.latency_repeats)
-        return {"flops": flops, "flops_structural": flops_dense, "latency_ms": latency}
+        m = self.spec.metrics
+        out: dict[str, Any] = {"flops": flops, "flops_structural": flops_dense, "latency_ms": math.nan,
+                               "latency_mode": m.latency_mode if m.latency else None}
+        if not m.latency:
+            return out
+        if m.latency_mode == "eager":
+            out["latency_ms"] = metrics.measure_latency(net, example, warmup=m.latency_warmup, repeats=m.latency_repeats)
+            return out
+        # Deploy mode: dense and pruned prepared the same way and timed in interleaved rounds.
+        if mask is None:
+            import copy
+
+            self._dense_ref = copy.deepcopy(net).eval()
+            models = {"dense": net}
+        else:
+            models = {"dense": self._dense_ref, "pruned": net}
+        times, mode = metrics.latency_in_mode(models, example, "deploy", compile=m.latency_compile,
+                                              onnxruntime=m.latency_onnxruntime, rounds=3, repeats=m.latency_repeats,
+                                              warmup=m.latency_warmup)
+        out["latency_mode"] = mode
+        out["latency_ms"] = times["pruned" if mask is not None else "dense"]
+        if mask is not None:
+            out["latency_ms_dense"] = times["dense"]
+        return out
 
     def _cost_row(self, net: nn.Module, mask: Mask, example: torch.Tensor, dense_level: bool = False) -> dict[str, Any]:
         # Level 0 IS the dense reference: reuse its measurement, so its speedup is exactly 1
@@ -327,6 +346,14 @@ class Run:
         dense = self._dense_cost
         n_params, n_nonzero = metrics.count_params(net), metrics.count_nonzero(net)
         row = self.structure.cost_columns(net, self._large_latency)
+        m = self.spec.metrics
+        if m.sparse_kernels and self.structure.enforce_mask:
+            from prunebench.sparse_kernels import measure_sparse_speedup
+
+            row |= measure_sparse_speedup(net, self._large_batch(), rounds=3, repeats=m.latency_repeats,
+                                          warmup=m.latency_warmup)
+            row["latency_batch_large"] = m.latency_batch_large
+        dense_ms = cost.get("latency_ms_dense", dense["latency_ms"])
         return row | {
             # Fraction of the DENSE model's prunable weights removed (channel surgery shrinks
             # the tensors themselves, so the current tensor sizes are not the denominator).
@@ -340,8 +367,9 @@ class Run:
             "flops_dense": dense["flops_structural"],
             "speedup_theoretical": dense["flops_structural"] / cost["flops"] if cost["flops"] else math.nan,
             "latency_ms": cost["latency_ms"],
-            "latency_ms_dense": dense["latency_ms"],
-            "speedup_measured": dense["latency_ms"] / cost["latency_ms"] if cost["latency_ms"] else math.nan,
+            "latency_ms_dense": dense_ms,
+            "speedup_measured": dense_ms / cost["latency_ms"] if cost["latency_ms"] else math.nan,
+            "latency_mode": cost.get("latency_mode"),
             "latency_batch": self.spec.metrics.latency_batch,
             "device": str(self.device.type),
         }
