@@ -55,8 +55,18 @@ def _missing(name: str, package: str) -> ConfigError:
 
 
 def mlflow_uri(save_dir: str | Path) -> str:
-    """A local MLflow file store under ``save_dir`` (absolute ``file:`` URI: offline)."""
-    return Path(save_dir).resolve().as_uri()
+    """The local MLflow store: a SQLite file ``<save_dir>/mlflow.db`` (offline, no server).
+
+    MLflow 3 refuses its plain-folder store (``./mlruns``, "maintenance mode") unless an
+    environment variable opts in; a SQLite file is its recommended local store.
+    """
+    path = Path(save_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def _artifacts(save_dir: str | Path) -> str:
+    return str(Path(save_dir).resolve() / "artifacts")
 
 
 def mlflow_parent_run(logger_cfg: Mapping[str, Any] | None, name: str, save_dir: str | Path,
@@ -73,10 +83,12 @@ def mlflow_parent_run(logger_cfg: Mapping[str, Any] | None, name: str, save_dir:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise _missing("mlflow", "mlflow-skinny") from None
-    client = MlflowClient(tracking_uri=mlflow_uri(cfg.get("save_dir") or save_dir))
+    save = cfg.get("save_dir") or save_dir
+    client = MlflowClient(tracking_uri=cfg.get("tracking_uri") or mlflow_uri(save))
     experiment = cfg.get("experiment_name") or "prunebench"
     exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+        experiment, artifact_location=_artifacts(save))
     found = client.search_runs([exp_id], filter_string=f"tags.`prunebench.parent` = '{name}'", max_results=1)
     if found:
         return found[0].info.run_id
@@ -118,7 +130,7 @@ def build_loggers(logger_cfg: Mapping[str, Any] | None, run_id: str, level: int,
         if parent:
             tags["mlflow.parentRunId"] = parent
         logger = MLFlowLogger(experiment_name=cfg.get("experiment_name") or "prunebench",
-                              run_name=f"{run_id}/{version}", tags=tags,
+                              run_name=f"{run_id}/{version}", tags=tags, artifact_location=_artifacts(save),
                               tracking_uri=cfg.get("tracking_uri") or mlflow_uri(save))
     logger.log_hyperparams(hparams)
     return [logger]
@@ -143,6 +155,24 @@ def log_level_summary(loggers: Sequence[Logger], row: Mapping[str, Any]) -> None
     for lg in loggers:
         if metrics:
             lg.log_metrics(metrics, step=level)
+            _tensorboard_hparams(lg, metrics)
+
+
+def _tensorboard_hparams(lg: Logger, metrics: Mapping[str, float]) -> None:
+    """TensorBoard's HPARAMS tab: this level's run_id/level/seed against its summary metrics.
+
+    Written here, not by ``log_hyperparams`` (which needs the metrics up front and would log
+    them again at step 0); the values come from the ``level/*`` scalars of the same names.
+    """
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    if not isinstance(lg, TensorBoardLogger):
+        return
+    from torch.utils.tensorboard.summary import hparams
+
+    writer = lg.experiment._get_file_writer()
+    for summary in hparams(dict(lg.hparams), dict(metrics)):
+        writer.add_summary(summary)
 
 
 def finish(loggers: Sequence[Logger], status: str = "success") -> None:

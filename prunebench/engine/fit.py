@@ -117,6 +117,7 @@ def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epoch
 
         callbacks.append(EpochMetricsToLoggers())
         extra["logger"] = list(loggers)
+        extra["log_every_n_steps"] = 1  # prunebench logs per epoch itself; silences a warning
     if progress is not None:
         from prunebench.progress import ProgressCallback
 
