@@ -182,10 +182,11 @@ def test_constrained_sweep_reports_best_feasible(tmp_path: Path) -> None:
     root = tmp_path / "out"
     args = ["sweep=optuna_pareto", "hydra/launcher=basic", *TINY, "trainer.threads=1", "trainer.progress=false",
             "train.epochs=1", "schedule.iterations=1", "~sweep.params.retrain", "sweep.n_trials=5", "sweep.n_jobs=1",
-            "sweep.sampler=random", "sweep.seed=3", "'sweep.constraints=[sparsity>=0.75]'",
+            "sweep.sampler=random", "sweep.seed=3", "sweep.constraints=['sparsity>=0.75']",  # quoted: Hydra's grammar has no bare '>'
+           
             "sweep.reference_point=[0.0,0.0]", "report=true", f"paths.root={root}"]
     env = {**os.environ, "PRUNEBENCH_DATA": DATA, "PL_DISABLE_FORK": "1", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(" ".join([sys.executable, "-m", "prunebench", *args]), shell=True, cwd=tmp_path, env=env,
+    res = subprocess.run([sys.executable, "-m", "prunebench", *args], cwd=tmp_path, env=env,
                          text=True, capture_output=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     study = optuna.load_study(study_name="pareto_mnist1d_mlp", storage=f"sqlite:///{root / 'studies' / 'optuna.db'}")
