@@ -30,7 +30,8 @@ from prunebench.sweep.space import parse_space
 from prunebench.sweep.trial import TrialLink
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
+pytestmark = [pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed"),
+              pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")]
 DATA = os.environ.get("PRUNEBENCH_DATA", str(REPO / "data"))
 
 
