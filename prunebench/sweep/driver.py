@@ -271,7 +271,7 @@ class StudyDriver:
         if not best:
             self.log("no feasible complete trial")
         elif self.s.multi_objective:
-            self.log(f"Pareto front ({what}trials): {len(best)} trial(s): " + "; ".join(
+            self.log(f"Pareto front{' (feasible trials)' if what else ''}: {len(best)} trial(s): " + "; ".join(
                 f"#{t.number} " + ", ".join(f"{o}={v:.4g}" for o, v in zip(self.s.objectives, t.values))
                 for t in sorted(best, key=lambda t: t.values[0])))
         else:
