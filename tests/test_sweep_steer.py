@@ -210,3 +210,25 @@ def test_constrained_sweep_reports_best_feasible(tmp_path: Path) -> None:
     assert table["best"].iloc[0] == " ".join(f"#{t.number}" for t in sorted(best, key=lambda t: t.number))
     assert math.isfinite(table["hypervolume"].iloc[0]) and table["hypervolume"].iloc[0] > 0
     assert (root / "report" / "hypervolume_pareto_mnist1d_mlp.png").stat().st_size > 0
+
+
+@pytest.mark.integration  # three Hydra compositions: seconds, not milliseconds
+def test_sampler_comparison_experiment_composes_and_validates(tmp_path: Path) -> None:
+    from conftest import CONF, compose_cfg
+    from hydra import compose, initialize_config_dir
+
+    from prunebench.spec import from_config
+    from prunebench.sweep.driver import preflight
+
+    base = ["experiment=sampler_comparison", f"paths.root={tmp_path}", "sweep.sampler=gp", "sweep.seed=2"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        hcfg = compose(config_name="config", overrides=base, return_hydra_config=True)
+    assert str(hcfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert hcfg.hydra.sweeper._target_.endswith("PrunebenchOptunaSweeper")
+    cfg = compose_cfg(base)
+    s = SweepSettings.from_config(cfg["sweep"], tmp_path)
+    assert s.study_name == "cmp_gp_s2" and s.objectives == ("val_acc", "sparsity") and s.reference_point == (0.0, 0.0)
+    space = parse_space(s.params)
+    assert [p.name for p in space.params] == ["schedule.target_sparsity", "retrain.lr"]
+    assert auto_sampler(space, 2, s.n_trials)[0] == "gp"  # all numeric: what auto would pick too
+    assert preflight(s, space, lambda ov: from_config(compose_cfg([*base, *ov]))) == 2
