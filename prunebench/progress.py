@@ -24,6 +24,7 @@ models are not cached yet.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -78,8 +79,10 @@ class Progress:
         if use_live:
             from rich.live import Live
 
+            # The loop's own log lines (print to stderr) go above the panel, not through it.
+            redirect = console.file in (sys.stdout, sys.stderr)
             self._live = Live(self, console=console, refresh_per_second=refresh_per_second, transient=False,
-                              redirect_stdout=False, redirect_stderr=False)
+                              redirect_stdout=redirect, redirect_stderr=redirect)
             self._live.start()
 
     # ---- driven by the loop / CLI -----------------------------------------------------------
