@@ -316,17 +316,10 @@ def _studies_table(summaries: list[dict[str, Any]], w: _Writer) -> None:
     table = pd.DataFrame(summaries)
     out = w.result.out
     atomic_write_text(out / "studies.csv", table.to_csv(index=False))
-    atomic_write_text(out / "studies.md", table.to_markdown(index=False, floatfmt=".4g") + "\n"
-                      if _has_tabulate() else table.to_string(index=False) + "\n")
+    from prunebench import plots
+
+    atomic_write_text(out / "studies.md", plots.to_markdown(table))
     w.result.written.extend([out / "studies.csv", out / "studies.md"])
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
