@@ -14,7 +14,7 @@ milliseconds per optimizer step of each side and three ratios:
 
 ``pb_1step`` shows what grouping 8 optimizer steps per Lightning batch
 (``trainer.steps_per_call``) saves. ``pb_progress`` is prunebench's defaults with the live
-progress panel on (``prunebench.progress.Progress`` on a terminal console, redrawn 4 times
+progress panel on (``prunebench.progress.Progress`` on a terminal console, redrawn twice
 a second into a buffer); ``prog/pb`` is its cost (target: <= 1.02, issue 15).
 
 Targets (issue "Core pipeline"): overhead ratio <= 1.3 on the MNIST-1D MLP, <= 1.1 on

@@ -9,9 +9,11 @@ One :class:`Progress` object follows the whole job. The level loop / CLI drives 
     progress.end_level(row)                             # the level's results row
     progress.close()
 
-On a terminal a small live panel (rich) is redrawn a few times a second by rich's own
-refresh thread: a training step only adds to a counter (no drawing, no lock), so the cost
-per step is a few hundred nanoseconds (see benchmarks/overhead.py). On anything else (a
+On a terminal a small live panel (rich) is redrawn twice a second, from the training
+thread itself: a step adds to a counter and reads the clock (~0.3 µs), and a redraw
+(~2-4 ms) every half second costs under 1% (benchmarks/overhead.py, column prog/pb).
+No refresh thread: on a busy machine a drawing thread preempted while it holds the GIL
+stalls training for a whole time slice. On anything else (a
 log file, a pipe, a CI console) it prints one plain line per epoch, at most one every
 ``min_interval`` seconds, plus one per finished level.
 
@@ -51,7 +53,7 @@ class Progress:
     """
 
     def __init__(self, total_runs: int = 1, console: Any = None, live: bool | None = None,
-                 min_interval: float = 5.0, refresh_per_second: float = 4.0,
+                 min_interval: float = 5.0, refresh_per_second: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if console is None:
             from rich.console import Console
@@ -81,20 +83,24 @@ class Progress:
 
             # The loop's own log lines (print to stderr) go above the panel, not through it.
             redirect = console.file in (sys.stdout, sys.stderr)
-            self._live = Live(self, console=console, refresh_per_second=refresh_per_second, transient=False,
+            self._live = Live(self, console=console, auto_refresh=False, transient=False,
                               redirect_stdout=redirect, redirect_stderr=redirect)
             self._live.start()
+        self._draw_every = 1.0 / refresh_per_second
+        self._next_draw = clock() + self._draw_every
 
     # ---- driven by the loop / CLI -----------------------------------------------------------
     def start_run(self, index: int, run_id: str = "", levels: int = 0) -> None:
         """Run ``index`` (from 1) of ``total_runs`` begins; it has ``levels`` pruning levels."""
         self.run_index, self.run_id, self.levels = int(index), str(run_id), int(levels)
         self.level, self.epoch, self.steps, self.val_acc = 0, 0, 0, None
+        self.refresh()
 
     def start_level(self, level: int, epochs: int = 0, steps_per_epoch: int = 0) -> None:
         """Level ``level`` (of ``levels``) starts retraining: ``epochs`` × ``steps_per_epoch`` steps."""
         self.level, self.epochs, self.steps_per_epoch = int(level), int(epochs), int(steps_per_epoch)
         self.epoch, self.steps, self.val_acc = 0, 0, None
+        self.refresh()
 
     def start_fit(self, epochs: int | None = None, steps_per_epoch: int | None = None) -> None:
         """Called when a Lightning fit starts (by :class:`ProgressCallback`); fills unknown sizes."""
@@ -105,9 +111,17 @@ class Progress:
         self._fit_t0, self._fit_steps0 = self.clock(), self.train_steps
 
     def on_step(self, n: int = 1) -> None:
-        """``n`` optimizer steps done. Only counters: drawing happens elsewhere."""
+        """``n`` optimizer steps done: counters, plus a redraw when one is due (live panel)."""
         self.steps += n
         self.train_steps += n
+        if self._live is not None:
+            self._draw_if_due()
+
+    def _draw_if_due(self) -> None:
+        now = self.clock()
+        if now >= self._next_draw:
+            self._next_draw = now + self._draw_every
+            self._live.refresh()  # type: ignore[union-attr]
 
     def end_fit(self) -> None:
         if self._fit_t0 is not None:
@@ -119,7 +133,9 @@ class Progress:
         self.epoch = int(epoch) + 1
         if val_acc is not None:
             self.val_acc = float(val_acc)
-        if self._live is None:
+        if self._live is not None:
+            self._draw_if_due()  # not every epoch: a quickstart epoch is ~0.1 s, a redraw ~3 ms
+        else:
             now = self.clock()
             last_epoch = self.epochs and self.epoch >= self.epochs
             if now - self._last_line >= self.min_interval or last_epoch:
@@ -132,6 +148,7 @@ class Progress:
         self.last_row = dict(row or {})
         if row and row.get("val_acc") is not None:
             self.val_acc = float(row["val_acc"])
+        self.refresh()
         if self._live is None:
             sp = self.last_row.get("sparsity")
             extra = f" sparsity {float(sp):.3f}" if sp is not None else ""

@@ -134,3 +134,19 @@ def test_callback_counts_optimizer_steps_in_a_fit() -> None:
     assert len(lines) == 2 and f"epoch 2/2 step {2 * steps}/{2 * steps} val_acc 0." in lines[1]
     assert p.val_acc == pytest.approx(module.history[-1]["val_acc"] if "val_acc" in module.history[-1]
                                       else module.history[-2]["val_acc"])
+
+
+def test_live_panel_redraws_at_most_twice_a_second_from_the_steps() -> None:
+    clock = Clock()
+    p = Progress(total_runs=1, console=Console(file=io.StringIO(), force_terminal=True, width=120), clock=clock)
+    draws = []
+    p._live.refresh = lambda: draws.append(clock.t)  # type: ignore[union-attr]
+    p.start_run(1, "r", levels=1)
+    p.start_level(1, epochs=1, steps_per_epoch=100)
+    draws.clear()
+    for _ in range(100):  # 12.5 s of steps, 0.125 s each (exact in binary)
+        clock.t += 0.125
+        p.on_step()
+    assert len(draws) == 25 and min(b - a for a, b in zip(draws, draws[1:])) >= 0.5 - 1e-9
+    p._live.refresh = lambda: None  # type: ignore[union-attr]
+    p.close()
