@@ -135,7 +135,40 @@ def case(name: str, dm, model: str, epochs: int, repeats: int) -> dict[str, floa
     print(f"{name:<40} {steps:>6} " + " ".join(f"{1e3 * med[s] / steps:>11.3f}" for s in SIDES)
           + f" {ratio:>9.3f} {med['pb_unfused'] / med['plain']:>11.3f} {med['pb'] / med['plain']:>10.3f}"
           + f" {med['pb_progress'] / med['pb']:>8.3f}")
-    return med | {"ratio": ratio}
+    return med | {"ratio": ratio, "pb_step_ms": 1e3 * med["pb"] / steps}
+
+
+def progress_cost(step_ms: float) -> None:
+    """The live panel's cost measured directly (wall-clock ratios on a busy machine are noisy).
+
+    Per step: ``Progress.on_step`` (counters + a clock read) plus one redraw every
+    ``1 / refresh_per_second`` seconds, as a fraction of a ``step_ms`` optimizer step.
+    """
+    import io
+
+    from rich.console import Console
+
+    from prunebench.progress import Progress
+
+    p = Progress(total_runs=3, console=Console(file=io.StringIO(), force_terminal=True, width=120))
+    p.start_run(1, "bench", levels=5)
+    p.start_level(1, epochs=10, steps_per_epoch=100)
+    p.start_fit()
+    n = 200_000
+    p._next_draw = float("inf")  # counters only
+    start = time.perf_counter()
+    for _ in range(n):
+        p.on_step()
+    step_ns = (time.perf_counter() - start) / n * 1e9
+    draws = 50
+    start = time.perf_counter()
+    for _ in range(draws):
+        p.refresh()
+    draw_ms = (time.perf_counter() - start) / draws * 1e3
+    p.close()
+    share = (step_ns * 1e-6 + draw_ms * p._draw_every ** -1 * step_ms * 1e-3) / step_ms
+    print(f"progress panel: on_step {step_ns:.0f} ns, redraw {draw_ms:.2f} ms every {p._draw_every:.1f} s "
+          f"-> {100 * share:.2f}% of a {step_ms:.3f} ms step (target <= 2%)")
 
 
 def main() -> None:
@@ -152,8 +185,9 @@ def main() -> None:
     print(f"{'case':<40} {'steps':>6} " + " ".join(f"{s:>11}" for s in SIDES)
           + f" {'pb/plain_f':>9} {'pbu/plain':>11} {'pb/plain':>10} {'prog/pb':>8}")
     if args.only != "lenet":
-        case("mlp / mnist1d (target <= 1.3)", build_datamodule("mnist1d", root=args.data_root),
-             "mlp", 5 if args.quick else 20, repeats)
+        med = case("mlp / mnist1d (target <= 1.3)", build_datamodule("mnist1d", root=args.data_root),
+                   "mlp", 5 if args.quick else 20, repeats)
+        progress_cost(med["pb_step_ms"])
     if args.only == "mlp":
         return
     mnist = SHARED_DATA if (SHARED_DATA / "MNIST" / "raw").exists() else None
