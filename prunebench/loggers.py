@@ -38,7 +38,8 @@ EPOCH_KEYS = ("train_loss", "val_acc", "val_loss")
 _KEYS = {"name", "save_dir", "experiment_name", "tracking_uri"}
 
 
-def _check(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+def check_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``logger`` node validated (name in LOGGERS, known keys only); ConfigError otherwise."""
     cfg = dict(cfg or {"name": "none"})
     name = str(cfg.get("name") or "none")
     if name not in LOGGERS:
@@ -76,7 +77,7 @@ def mlflow_parent_run(logger_cfg: Mapping[str, Any] | None, name: str, save_dir:
     Returns None unless ``logger=mlflow``. Children pass it as ``parent=`` to
     :func:`build_loggers`, which tags them ``mlflow.parentRunId`` (MLflow's nesting).
     """
-    cfg = _check(logger_cfg)
+    cfg = check_config(logger_cfg)
     if cfg["name"] != "mlflow":
         return None
     try:
@@ -104,7 +105,7 @@ def build_loggers(logger_cfg: Mapping[str, Any] | None, run_id: str, level: int,
     ``experiment_name``, ``tracking_uri``); ``save_dir``: default folder (e.g.
     ``<paths.root>/logs/<name>``); ``parent``: the MLflow parent run id of the study/sweep.
     """
-    cfg = _check(logger_cfg)
+    cfg = check_config(logger_cfg)
     name = cfg["name"]
     if name == "none":
         return []
