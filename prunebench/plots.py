@@ -48,6 +48,8 @@ __all__ = [
     "new_axes",
     "objective_columns",
     "pareto_front",
+    "hypervolume_history",
+    "hypervolume_comparison",
     "pareto_mask",
     "pruning_drop",
     "save_figure",
@@ -602,12 +604,17 @@ def _short(col: str) -> str:
 
 def pareto_front(trials: pd.DataFrame, ax: Axes | None = None, x: str | None = None, y: str | None = None,
                  directions: Sequence[str] = ("maximize", "maximize"),
-                 xlabel: str | None = None, ylabel: str | None = None) -> Axes:
+                 xlabel: str | None = None, ylabel: str | None = None,
+                 feasible: str | None = "user_attrs_feasible") -> Axes:
     """All complete trials (grey) and the Pareto-optimal ones (gid "pareto"), front as a step line.
 
     ``trials`` is ``optuna.Study.trials_dataframe()``; ``x``/``y`` default to the first
     two objective columns; ``directions`` are those of x and y (``study.directions``).
+    With ``sweep.constraints`` the trials carry a ``feasible`` column: infeasible trials
+    are drawn as crosses (gid "infeasible") and the front is that of the feasible ones.
     """
+    from prunebench.sweep.constraints import feasible_flags
+
     objs = objective_columns(trials)
     x = x or (objs[0] if objs else None)
     y = y or (objs[1] if len(objs) > 1 else None)
@@ -615,10 +622,16 @@ def pareto_front(trials: pd.DataFrame, ax: Axes | None = None, x: str | None = N
         raise ValueError(f"need two objectives for a Pareto front; objective columns: {objs or 'none'}")
     ax = ax if ax is not None else new_axes()
     t = _complete(trials, [x, y])
+    ok = feasible_flags(t, feasible) if feasible else np.ones(len(t), bool)
+    if not ok.all():
+        ax.scatter(pd.to_numeric(t[x]).to_numpy(float)[~ok], pd.to_numeric(t[y]).to_numpy(float)[~ok], s=16,
+                   marker="x", linewidths=0.8, color="0.45", label="infeasible", zorder=2).set_gid("infeasible")
+    t = t[ok]
     xs = pd.to_numeric(t[x]).to_numpy(float)
     ys = pd.to_numeric(t[y]).to_numpy(float)
     on = pareto_mask(np.column_stack([xs, ys]), directions) if len(t) else np.zeros(0, bool)
-    ax.scatter(xs[~on], ys[~on], s=10, color="0.65", label="trials", zorder=2).set_gid("trials")
+    ax.scatter(xs[~on], ys[~on], s=10, color="0.65", label="feasible" if not ok.all() else "trials",
+               zorder=2).set_gid("trials")
     ax.scatter(xs[on], ys[on], s=18, color="#d62728", label="Pareto-optimal", zorder=3).set_gid("pareto")
     if on.any():
         order = np.argsort(xs[on], kind="stable")
@@ -656,6 +669,47 @@ def search_history(trials: pd.DataFrame, ax: Axes | None = None, objective: str 
     else:
         _empty_note(ax, "no complete trials")
     return _finish(ax, "Trial", ylabel or _short(objective))
+
+
+def hypervolume_history(history: pd.DataFrame, ax: Axes | None = None, label: str | None = None) -> Axes:
+    """Hypervolume after each trial (``prunebench.sweep.constraints.hypervolume_history``), gid "hypervolume"."""
+    ax = ax if ax is not None else new_axes()
+    if len(history):
+        ax.step(history["number"].to_numpy(float), history["hypervolume"].to_numpy(float), where="post",
+                color="#2ca02c", linewidth=1.1, label=label or "hypervolume")[0].set_gid("hypervolume")
+    else:
+        _empty_note(ax, "no trials")
+    return _finish(ax, "Trial", "Hypervolume (↑ better)", legend=label is not None)
+
+
+def hypervolume_comparison(df: pd.DataFrame, ax: Axes | None = None, by: str = "sampler",
+                           interval: str = "ci95") -> Axes:
+    """Hypervolume vs trials, one line per ``by`` (mean over seeds) with a shaded interval.
+
+    ``df``: columns ``by``, ``seed``, ``number`` (trial, from 0), ``hypervolume``.
+    ``interval``: ``ci95`` (t-interval of the mean over seeds) or ``std``. Each line's gid
+    is ``hv:<name>``, its band ``hv_band:<name>``.
+    """
+    from scipy import stats
+
+    ax = ax if ax is not None else new_axes()
+    for i, (name, g) in enumerate(sorted(df.groupby(by), key=lambda kv: str(kv[0]))):
+        agg = g.groupby("number")["hypervolume"].agg(["mean", "std", "count"]).reset_index()
+        sd = agg["std"].fillna(0.0).to_numpy(float)
+        n = agg["count"].to_numpy(float)
+        if interval == "ci95":
+            half = np.where(n > 1, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n), 0.0)
+        else:
+            half = sd
+        colour = f"C{i}"
+        xs, mean = agg["number"].to_numpy(float) + 1, agg["mean"].to_numpy(float)
+        ax.plot(xs, mean, color=colour, linewidth=1.2,
+                label=f"{name} (n={int(n.max()) if len(n) else 0})")[0].set_gid(f"hv:{name}")
+        ax.fill_between(xs, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0).set_gid(f"hv_band:{name}")
+    if not len(df):
+        _empty_note(ax, "no trials")
+    what = "95% CI of the mean" if interval == "ci95" else "± 1 std"
+    return _finish(ax, "Trials", f"Hypervolume (mean, {what})")
 
 
 # ---- per-layer views ------------------------------------------------------------------------

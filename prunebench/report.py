@@ -321,6 +321,7 @@ def _study_figures(root: Path, w: _Writer) -> None:
 
     from prunebench import plots
 
+    summaries: list[dict[str, Any]] = []
     for path in files:
         storage = f"sqlite:///{path.resolve()}"
         try:
@@ -363,6 +364,34 @@ def _study_figures(root: Path, w: _Writer) -> None:
                 return axes[0]
 
             w.figure(f"search_history_{tag}", history, key=key)
+            _hypervolume(study, tag, w, summaries)
+    _studies_table(summaries, w)
+
+
+def _hypervolume(study: Any, tag: str, w: _Writer, summaries: list[dict[str, Any]]) -> None:
+    """Issue 15: the study's hypervolume vs trials (multi-objective) and its row of studies.csv."""
+    from prunebench import plots
+    from prunebench.sweep.constraints import study_summary
+
+    row, history = study_summary(study)
+    summaries.append(row)
+    if history is not None:
+        w.figure(f"hypervolume_{tag}", lambda h=history: plots.hypervolume_history(h))
+    else:
+        w.result.skipped[f"hypervolume_{tag}"] = f"study {study.study_name!r} has a single objective or no complete trial"
+
+
+def _studies_table(summaries: list[dict[str, Any]], w: _Writer) -> None:
+    """studies.csv / studies.md: one row per study (trials, feasible, hypervolume, best feasible)."""
+    if not summaries:
+        return
+    table = pd.DataFrame(summaries)
+    out = w.result.out
+    atomic_write_text(out / "studies.csv", table.to_csv(index=False))
+    from prunebench import plots
+
+    atomic_write_text(out / "studies.md", plots.to_markdown(table))
+    w.result.written.extend([out / "studies.csv", out / "studies.md"])
 
 
 def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, invalid: Mapping[str, str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_plots import BASE, A, B, make_table
@@ -88,6 +89,11 @@ def test_report_default_out_and_studies(tmp_path: Path) -> None:
     assert res.figures["search_history_trade-off"][0].exists()
     assert res.figures["search_history_acc"][0].exists()
     assert res.skipped["pareto_front_acc"] == "study 'acc' has a single objective"
+    # issue 15: hypervolume vs trials per multi-objective study, and one row per study
+    assert res.figures["hypervolume_trade-off"][0].exists() and "hypervolume_acc" in res.skipped
+    studies = pd.read_csv(root / "report" / "studies.csv").set_index("study")
+    assert studies.loc["trade-off", "complete"] == 6 and studies.loc["trade-off", "hypervolume"] > 0
+    assert np.isnan(studies.loc["acc", "hypervolume"]) and studies.loc["acc", "best"].startswith("#")
     assert res.skipped["layer_sparsity"] == "no levels/<k>/layers.csv for a pruned level (k >= 1)"
 
     # Our Pareto front agrees with Optuna's own (study.best_trials) on the real study.

@@ -115,10 +115,12 @@ def test_format_value_round_trips(value: Any) -> None:
 def test_settings_defaults_and_directions(tmp_path: Path) -> None:
     s = settings(tmp_path, objectives=["val_acc", "flops"])
     assert s.directions == ("maximize", "minimize")
-    assert s.sampler_name == "nsga2" and s.report_metric is None
+    assert s.sampler_name == "auto" and s.report_metric is None
+    assert s.resolve_sampler(parse_space({"schedule.target_sparsity": "interval(0.5, 0.9)"}))[0] == "gp"
     assert s.storage == f"sqlite:///{(tmp_path / 'studies' / 'optuna.db').resolve()}" == default_storage(tmp_path)
     one = settings(tmp_path, storage="postgresql://u:secret@db/x", sampler="auto")
-    assert one.sampler_name == "tpe" and one.report_metric == "val_acc" and not one.is_sqlite
+    assert one.resolve_sampler(parse_space({"pruning.scope": "choice(global, layer)"}))[0] == "tpe"
+    assert one.report_metric == "val_acc" and not one.is_sqlite
 
 
 @pytest.mark.parametrize("kw, message", [

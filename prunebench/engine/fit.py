@@ -1,4 +1,4 @@
-"""Run Lightning fits with prunebench's defaults: quiet, no checkpoints, no loggers.
+"""Run Lightning fits with prunebench's defaults: quiet, no checkpoints, no loggers unless asked.
 
 prunebench keeps its own results and checkpoints (content-addressed run folders), so the
 Trainer's own logging, checkpointing and progress bar are off; that also keeps the
@@ -98,16 +98,32 @@ def make_trainer(spec: TrainerSpec, *, epochs: int, max_steps: int | None = None
 
 
 def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epochs: int, max_steps: int | None = None,
-        callbacks: list[pl.Callback] | None = None) -> FitResult:
+        callbacks: list[pl.Callback] | None = None, loggers: list[Any] | None = None,
+        progress: Any = None) -> FitResult:
     """Train ``module`` for ``epochs`` on the data module's train split, selecting on val.
 
     ``callbacks`` run inside the fit (in-training pruning: prunebench.engine.gradual).
+    ``loggers`` (Lightning loggers from :func:`prunebench.loggers.build_loggers`) receive
+    the per-epoch training/validation metrics; ``progress`` (a
+    :class:`prunebench.progress.Progress`) is advanced step by step. Neither is on by default.
     """
     start = time.perf_counter()
     if epochs <= 0 and not max_steps:
         return FitResult(0, 0.0, float("nan"), [])
+    callbacks = list(callbacks or [])
+    extra: dict[str, Any] = {}
+    if loggers:
+        from prunebench.loggers import EpochMetricsToLoggers
+
+        callbacks.append(EpochMetricsToLoggers())
+        extra["logger"] = list(loggers)
+        extra["log_every_n_steps"] = 1  # prunebench logs per epoch itself; silences a warning
+    if progress is not None:
+        from prunebench.progress import ProgressCallback
+
+        callbacks.append(ProgressCallback(progress))
     trainer = make_trainer(trainer_spec, epochs=epochs if epochs > 0 else 1, max_steps=max_steps,
-                           callbacks=list(callbacks or []))
+                           callbacks=callbacks, **extra)
     module.fused_optimizer = trainer_spec.fused_optimizer
     train = datamodule.train_dataloader()
     if trainer_spec.steps_per_call > 1:

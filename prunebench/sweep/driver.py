@@ -131,6 +131,7 @@ class StudyDriver:
             elif list(names) != list(s.objectives):
                 raise ConfigError(f"study {s.study_name!r} optimises {list(names)}; this sweep asks for "
                                   f"{list(s.objectives)}: choose another sweep.study_name")
+            self._record_study_attrs(study)
             space = {p.name: p.expression for p in self.space.params}
             before = study.user_attrs.get("search_space")
             if before is None:
@@ -144,6 +145,14 @@ class StudyDriver:
         study.sampler = s.make_sampler(self.space, offset=n_existing)
         self.study = study
         return study
+
+    def _record_study_attrs(self, study: optuna.Study) -> None:
+        """Constraints and reference point as study attributes: the report and the dashboard read them."""
+        s = self.s
+        if s.constraints:
+            study.set_user_attr("constraints", [c.expression for c in s.constraints])
+        if s.reference_point is not None:
+            study.set_user_attr("reference_point", list(s.reference_point))
 
     # ---- loop ----------------------------------------------------------------------------
     def _ask(self, study: optuna.Study, beats: _Heartbeats) -> list[optuna.Trial]:
@@ -184,7 +193,8 @@ class StudyDriver:
         self.log(f"study {s.study_name!r} in {redact(s.storage)}: {len(study.trials)} trial(s) so far; "
                  f"running until {self.total} have not failed (sweep.n_trials is a total), "
                  f"{s.n_jobs} at a time; objectives {list(s.objectives)} {list(s.directions)}; "
-                 f"sampler {s.sampler_name}, pruner {s.pruner}")
+                 f"sampler {'%s (%s)' % s.resolve_sampler(self.space)}, pruner {s.pruner}"
+                 + (f"; constraints {[c.expression for c in s.constraints]}" if s.constraints else ""))
         beats = _Heartbeats(self.storage, s.heartbeat_interval)
         failures, job_idx, waited = 0, 0, False
         max_failures = s.max_failures if s.max_failures is not None else max(self.total, 1)
@@ -247,17 +257,26 @@ class StudyDriver:
         return failures
 
     def _log_best(self, study: optuna.Study) -> None:
+        from prunebench.sweep.constraints import best_feasible
+
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if not done:
             return
-        if self.s.multi_objective:
-            front = study.best_trials
-            self.log(f"Pareto front: {len(front)} trial(s): " + "; ".join(
+        best = best_feasible(done, self.s.directions)
+        what = "feasible " if self.s.constraints else ""
+        if self.s.constraints:
+            self.log(f"constraints {[c.expression for c in self.s.constraints]}: "
+                     f"{sum(t.user_attrs.get('feasible', True) is not False for t in done)} of {len(done)} "
+                     f"complete trial(s) feasible")
+        if not best:
+            self.log("no feasible complete trial")
+        elif self.s.multi_objective:
+            self.log(f"Pareto front{' (feasible trials)' if what else ''}: {len(best)} trial(s): " + "; ".join(
                 f"#{t.number} " + ", ".join(f"{o}={v:.4g}" for o, v in zip(self.s.objectives, t.values))
-                for t in sorted(front, key=lambda t: t.values[0])))
+                for t in sorted(best, key=lambda t: t.values[0])))
         else:
-            b = study.best_trial
-            self.log(f"best trial #{b.number}: {self.s.objectives[0]}={b.value:.4g} params {b.params}")
+            b = best[0]
+            self.log(f"best {what}trial #{b.number}: {self.s.objectives[0]}={b.value:.4g} params {b.params}")
 
 
 def preflight(settings: SweepSettings, space: SearchSpace, validate: Callable[[list[str]], Any]) -> int:
@@ -279,4 +298,7 @@ def preflight(settings: SweepSettings, space: SearchSpace, validate: Callable[[l
         latency = [o for o in settings.objectives if o in LATENCY_COLUMNS]
         if latency and not spec.metrics.latency:
             raise ConfigError(f"sweep.objectives {latency} need measured latency, but metrics.latency=false")
+        latency_c = [c.expression for c in settings.constraints if c.column in LATENCY_COLUMNS]
+        if latency_c and not spec.metrics.latency:
+            raise ConfigError(f"sweep.constraints {latency_c} need measured latency, but metrics.latency=false")
     return len(corners)

@@ -3,7 +3,8 @@
 Public keys (the contract of ``sweep=optuna_*`` presets): ``sweep.n_trials``,
 ``sweep.n_jobs``, ``sweep.storage``, ``sweep.study_name``; plus ``objectives``,
 ``directions``, ``params`` (the search space, see :mod:`prunebench.sweep.space`),
-``sampler``, ``pruner``, ``seed`` and the fault-tolerance knobs ``max_retry``,
+``sampler``, ``pruner``, ``seed``, ``constraints`` and ``reference_point`` (see
+:mod:`prunebench.sweep.constraints`) and the fault-tolerance knobs ``max_retry``,
 ``heartbeat_interval``, ``grace_period``, ``max_failures``.
 
 ``n_trials`` is a TOTAL for the study, not "n more": a launch runs trials until the study
@@ -47,7 +48,7 @@ OBJECTIVES: dict[str, str] = {
 }
 TEST_COLUMNS = ("test_acc", "test_loss", "acc_pruned")
 LATENCY_COLUMNS = ("latency_ms", "latency_ms_large", "speedup_measured")
-SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
+SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "grid")
 PRUNERS = ("none", "median", "percentile", "hyperband", "threshold")
 DEFAULT_DB = "studies/optuna.db"
 
@@ -89,6 +90,8 @@ class SweepSettings:
     #: Whether make_storage may create the SQLite file's folder: only for the default
     #: storage or a file under paths.root (set by from_config; not a sweep key).
     create_storage_dir: bool = field(default=False, repr=False, compare=False)
+    constraints: tuple[Any, ...] = ()  # prunebench.sweep.constraints.Constraint
+    reference_point: tuple[float, ...] | None = None
 
     @property
     def multi_objective(self) -> bool:
@@ -101,9 +104,17 @@ class SweepSettings:
 
     @property
     def sampler_name(self) -> str:
+        """The sampler as configured; ``auto`` is resolved against the space by :meth:`resolve_sampler`."""
+        return self.sampler
+
+    def resolve_sampler(self, space: Any = None) -> tuple[str, str]:
+        """(sampler name, why): ``auto`` becomes gp, tpe or nsga2 (see constraints.auto_sampler)."""
         if self.sampler != "auto":
-            return self.sampler
-        return "nsga2" if self.multi_objective else "tpe"
+            return self.sampler, "sweep.sampler"
+        from prunebench.sweep.constraints import auto_sampler
+
+        name, why = auto_sampler(space, len(self.objectives), self.n_trials)
+        return name, f"auto: {why}"
 
     @property
     def is_sqlite(self) -> bool:
@@ -156,6 +167,10 @@ class SweepSettings:
         seed = s.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"sweep.seed={seed!r}: expected an integer or null")
+        from prunebench.sweep.constraints import parse_constraints, parse_reference_point
+
+        constraints = parse_constraints(s.get("constraints"))
+        reference_point = parse_reference_point(s.get("reference_point"), objectives)
         out = cls(
             study_name=name,
             storage=str(storage),
@@ -174,6 +189,8 @@ class SweepSettings:
             grace_period=_int(s, "grace_period", 1, None, allow_none=True),
             max_failures=_int(s, "max_failures", 1, None, allow_none=True),
             create_storage_dir=create_dir,
+            constraints=constraints,
+            reference_point=reference_point,
         )
         if out.grace_period is not None and out.grace_period <= out.heartbeat_interval:
             raise ConfigError(f"sweep.grace_period={out.grace_period} must exceed "
@@ -231,8 +248,16 @@ class SweepSettings:
 
         seed = None if self.seed is None else self.seed + offset
         kw = dict(self.sampler_kwargs)
-        name = self.sampler_name
+        name, _ = self.resolve_sampler(space)
         try:
+            if name == "gp":
+                # Optuna's GP sampler (torch + scipy); constraints come from the trials
+                # themselves (Trial.set_constraint), not a constraints_func.
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.samplers.GPSampler(seed=seed, **kw)
             if name == "tpe":
                 return optuna.samplers.TPESampler(seed=seed, **kw)
             if name == "nsga2":

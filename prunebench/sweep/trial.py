@@ -169,11 +169,37 @@ class TrialLink:
                                 f"(latency objectives need metrics.latency=true)", run_id)
             return None
         metrics = {c: float(final[c]) for c in ATTR_COLUMNS if c in final and finite(final[c])}
+        feasible = self.set_constraints(final, run_id)
+        if feasible is None:
+            return None
         self.set_attrs({"status": "ok", "run_id": run_id, **metrics})
         self.study.tell(self.trial.number, values=[float(v) for v in values], skip_if_finished=True)
         shown = ", ".join(f"{o}={float(v):.4g}" for o, v in zip(self.settings.objectives, values))
-        self.log(f"trial {self.trial.number} complete: {shown} (run {run_id})")
+        note = "" if not self.settings.constraints else (" feasible" if feasible else " INFEASIBLE")
+        self.log(f"trial {self.trial.number} complete: {shown}{note} (run {run_id})")
         return {c: v for c, v in metrics.items() if c in OBJECTIVES}
+
+
+    def set_constraints(self, final: Mapping[str, Any], run_id: str) -> bool | None:
+        """Optuna 5's per-trial constraints from the final row (``sweep.constraints``).
+
+        Returns whether the trial is feasible (True when there are no constraints), or None
+        after failing the trial because a constrained column has no value.
+        """
+        from prunebench.sweep.constraints import evaluate
+
+        if not self.settings.constraints:
+            return True
+        try:
+            violations = evaluate(self.settings.constraints, final)
+        except ValueError as exc:
+            self.fail("failed", f"{exc} (latency constraints need metrics.latency=true)", run_id)
+            return None
+        for expression, value in violations.items():
+            self.trial.set_constraint(expression, value)
+        feasible = all(v <= 0 for v in violations.values())
+        self.set_attrs({"feasible": feasible, "constraints": violations})
+        return feasible
 
 
 def run_trial(cfg: Mapping[str, Any], build_specs: Callable[[], Sequence[RunSpec]],
