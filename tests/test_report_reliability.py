@@ -85,6 +85,7 @@ def test_out_on_a_file_or_unwritable_place_exits_2(tmp_path: Path, where: str,
     assert ("is a file" in err) if where != "proc" else ("is not writable" in err)
 
 
+@pytest.mark.integration  # draws about 40 figures, three times
 def test_unchanged_relaunch_is_up_to_date_and_changes_redraw_only_their_figures(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_root(tmp_path / "root", pd.concat([make_table(), make_table(dataset="mnist")]))

@@ -32,10 +32,11 @@ def _write_lock(run: Path, pid: int, host: str | None = None, age: float = 0.0) 
 
 
 def _dead_pid() -> int:
-    proc = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
-    proc.start()
-    proc.join()
-    return proc.pid
+    pid = os.fork()
+    if pid == 0:  # the child exits at once: its pid is then dead (reaped below)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
 
 
 def test_acquire_release_and_busy(tmp_path: Path) -> None:
