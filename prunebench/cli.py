@@ -62,25 +62,53 @@ def expand_study(cfg: Any, task_overrides: Sequence[str]) -> list[RunSpec]:
     return specs
 
 
-def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None) -> list[Any]:
-    """Run specs in order (every one validated before the first trains); failures are recorded, not raised."""
+def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None, progress: Any = None,
+                  mlflow_parent: str | None = None) -> list[Any]:
+    """Run specs in order (every one validated before the first trains); failures are recorded, not raised.
+
+    ``progress``: a :class:`prunebench.progress.Progress` (made here when the runs ask for one
+    with ``trainer.progress``); ``mlflow_parent``: the MLflow run the runs nest under.
+    """
     from prunebench.engine.loop import Run, RunOutcome
-    from prunebench.results.store import DONE
+    from prunebench.results.store import DONE, read_rows
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
-    runs = [Run(spec, log, on_level) for spec in specs]
+    own_progress = progress is None and bool(specs) and specs[0].trainer.progress
+    if own_progress:
+        from prunebench.progress import Progress
+
+        progress = Progress(total_runs=total)
+    if mlflow_parent is None and specs and specs[0].logger.get("name") == "mlflow" and total > 1:
+        from prunebench.loggers import mlflow_parent_run
+
+        mlflow_parent = mlflow_parent_run(specs[0].logger, specs[0].experiment or "study",
+                                          Path(specs[0].root) / "logs" / "mlflow")
+    runs = [Run(spec, log, on_level, progress=progress, mlflow_parent=mlflow_parent) for spec in specs]
     # Preflight every run before the first one trains: a bad variant (missing data, corrupt
-    # checkpoint, invalid combination, optimizer argument) must not surface an hour in.
+    # checkpoint, invalid combination, optimizer argument, damaged results of a finished run)
+    # must not surface an hour in.
     prepared: set[str] = set()
     for r in runs:
-        if not (r.path / DONE).exists() and r.spec.run_id not in prepared:
+        if (r.path / DONE).exists():
+            read_rows(r.path)  # a finished run's rows must be sound to be reused
+        elif r.spec.run_id not in prepared:
             r.prepare()
             prepared.add(r.spec.run_id)
+    try:
+        return _execute_all(runs, total, log, progress, outcomes)
+    finally:
+        if own_progress and progress is not None:
+            progress.close()
+
+
+def _execute_all(runs: Sequence[Any], total: int, log: Any, progress: Any, outcomes: list[Any]) -> list[Any]:
     # A run another process is working on (run lock held) is deferred, not trained twice: the
     # other runs go first, then this launcher waits for it and finds it finished.
     deferred: list[tuple[int, Any]] = []
     for i, r in enumerate(runs, start=1):
+        if progress is not None:
+            progress.start_run(i, r.spec.run_id, levels=len(r.spec.schedule.levels()))
         outcome = _execute_one(r, i, total, log, wait=False)
         if outcome is None:
             deferred.append((i, r))

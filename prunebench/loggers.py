@@ -35,19 +35,13 @@ SUMMARY_COLUMNS = ("val_acc", "val_loss", "test_acc", "test_loss", "acc_pruned",
                    "target_sparsity", "params", "params_nonzero", "compression", "flops", "speedup_theoretical",
                    "latency_ms", "speedup_measured", "train_seconds")
 EPOCH_KEYS = ("train_loss", "val_acc", "val_loss")
-_KEYS = {"name", "save_dir", "experiment_name", "tracking_uri"}
 
 
 def check_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``logger`` node validated (name in LOGGERS, known keys only); ConfigError otherwise."""
-    cfg = dict(cfg or {"name": "none"})
-    name = str(cfg.get("name") or "none")
-    if name not in LOGGERS:
-        raise unknown_name("logger.name", name, LOGGERS)
-    extra = sorted(set(cfg) - _KEYS)
-    if extra:
-        raise ConfigError(f"unknown logger key(s) {extra}; valid: {', '.join(sorted(_KEYS))}")
-    return cfg | {"name": name}
+    from prunebench.spec import parse_logger
+
+    return parse_logger(cfg)
 
 
 def _missing(name: str, package: str) -> ConfigError:

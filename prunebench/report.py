@@ -485,8 +485,11 @@ def write_report(root: str, log: Any = None) -> None:
     """Build the report under ``root`` and say where it went (the CLI's and the sweeps' last step)."""
     from prunebench.log import log as default_log
 
+    say = log or default_log
     result = build_report(root)
-    (log or default_log)(f"report: {getattr(result, 'out', Path(root) / 'report')}")
+    for run, reason in sorted(result.invalid.items()):  # never silent
+        say(f"warning: run {Path(run).name} not used in the report: {reason}")
+    say(f"report: {result.message or result.out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -248,6 +248,22 @@ def resolved_device(accelerator: str) -> str:
     return "cpu"
 
 
+LOGGERS = ("none", "csv", "tensorboard", "mlflow")
+LOGGER_KEYS = ("name", "save_dir", "experiment_name", "tracking_uri")
+
+
+def parse_logger(node: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``logger`` node (``logger=csv|tensorboard|mlflow``; not part of run identity)."""
+    cfg = dict(node or {"name": "none"})
+    name = cfg.get("name") or "none"
+    if name not in LOGGERS:
+        from prunebench.errors import unknown_name
+
+        raise unknown_name("logger", name, LOGGERS)
+    _only(cfg, "logger", list(LOGGER_KEYS))
+    return cfg | {"name": str(name)}
+
+
 LATENCY_MODES = ("eager", "deploy")  # prunebench.metrics.LATENCY_MODES (kept torch-free here)
 
 
@@ -284,6 +300,7 @@ class RunSpec:
     label: str | None = None
     trial: int | None = None  # Optuna trial number (not part of identity)
     study: str | None = None  # Optuna study name (not part of identity)
+    logger: Mapping[str, Any] = field(default_factory=lambda: {"name": "none"})  # where per-epoch metrics go
 
     # ---- identity -------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -684,4 +701,5 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
         label=label,
         trial=optuna.get("number"),
         study=optuna.get("study_name"),
+        logger=parse_logger(cfg.get("logger")),
     )

@@ -83,6 +83,7 @@ def train_dense(
     datamodule: Any,
     build_net: Callable[[], nn.Module],
     log: Callable[[str], None] = print,
+    progress: Any = None,
 ) -> DenseModel:
     """Return the trained dense model for ``spec``, training it once if no cache entry exists."""
     path = dense_dir(spec)
@@ -132,7 +133,10 @@ def train_dense(
         )
         start = time.perf_counter()
         with seeding.scoped(spec.seed, "train", 0):
-            result = fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=spec.train.max_steps)
+            if progress is not None:
+                progress.start_level(0, epochs=spec.train.epochs, steps_per_epoch=len(datamodule.train_dataloader()))
+            result = fit(module, datamodule, spec.trainer, epochs=spec.train.epochs, max_steps=spec.train.max_steps,
+                         progress=progress)
         state = clone_state(module.net)
         meta = {
             "dense_id": spec.dense_id,

@@ -60,10 +60,13 @@ class RunOutcome:
 class Run:
     """One run: its spec, data, model, structure and folder. ``prepare`` validates everything first."""
 
-    def __init__(self, spec: RunSpec, log: Logger = default_log, on_level: LevelHook | None = None) -> None:
+    def __init__(self, spec: RunSpec, log: Logger = default_log, on_level: LevelHook | None = None,
+                 progress: Any = None, mlflow_parent: str | None = None) -> None:
         self.spec = spec
         self.log = log
         self.on_level = on_level
+        self.progress = progress  # prunebench.progress.Progress (live display) or None
+        self.mlflow_parent = mlflow_parent
         self.path = run_dir(spec.root, spec.run_id)
         self.device = device_of(spec.trainer)
         self.dm: Any = None
@@ -151,6 +154,7 @@ class Run:
             {"run_id": spec.run_id, "dense_id": spec.dense_id, "identity": spec.identity(),
              "label": spec.curve_label(), "describe": spec.describe(), "prunable": self.targets,
              "ticket_run_id": self.ticket.run_id if self.ticket else None,
+             "levels": len(spec.schedule.levels()) + 1,  # rows.csv must hold this many (validation)
              # how to rebuild the dense network (prunebench-export)
              "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
             indent=2, default=str))
@@ -158,7 +162,7 @@ class Run:
         done_levels = _ok_levels(rows)
         status = "ok"
         try:
-            dense = train_dense(spec, self.dm, self.build_net, self.log)
+            dense = train_dense(spec, self.dm, self.build_net, self.log, self.progress)
             status = self._levels(dense, done_levels)
         except DivergedError as exc:
             status = "diverged"
@@ -198,6 +202,7 @@ class Run:
             }
             self._append_row(row)
             self._save_dense_level(net, mask)
+            self._log_level(0, row)
             self._finish_level(0, row)
         mode = self.mode
         levels = spec.schedule.levels()
@@ -227,9 +232,18 @@ class Run:
             mask.apply(net)
             module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec, steps_per_epoch),
                                 mask=mask if self.structure.enforce_mask else None)
-            with seeding.scoped(spec.seed, "train", k):
-                result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
-                             callbacks=[gradual] if gradual else None)
+            if self.progress is not None:
+                self.progress.start_level(k, epochs=mode.epochs(spec), steps_per_epoch=steps_per_epoch)
+            loggers = self._loggers(k)
+            try:
+                with seeding.scoped(spec.seed, "train", k):
+                    result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
+                                 callbacks=[gradual] if gradual else None, loggers=loggers, progress=self.progress)
+            except BaseException:
+                from prunebench.loggers import finish
+
+                finish(loggers, "failed")
+                raise
             net = module.net
             if gradual is not None:
                 if not gradual.finished:
@@ -249,10 +263,32 @@ class Run:
             write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])
             self.structure.save(ld, net, mask)
             self._append_row(row)
+            self._log_level(k, row, loggers)
             self._finish_level(k, row)
         return "ok"
 
+    def _loggers(self, level: int) -> list[Any]:
+        if self.spec.logger.get("name", "none") == "none":
+            return []
+        from prunebench.loggers import build_loggers
+
+        default_dir = Path(self.spec.root) / "logs" / str(self.spec.logger["name"])
+        return build_loggers(self.spec.logger, self.spec.run_id, level, self.spec.seed, default_dir,
+                             parent=self.mlflow_parent)
+
+    def _log_level(self, k: int, row: dict[str, Any], loggers: list[Any] | None = None) -> None:
+        """One summary per level to the experiment loggers (level 0: the dense model)."""
+        if loggers is None:
+            loggers = self._loggers(k)
+        if loggers:
+            from prunebench.loggers import finish, log_level_summary
+
+            log_level_summary(loggers, row)
+            finish(loggers)
+
     def _finish_level(self, k: int, row: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.end_level(row)
         self.log(self._progress(k, row))
         if self.on_level:
             self.on_level(k, row)

@@ -74,14 +74,13 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, *, extra: dict[str, A
         "metadata": {k: dict(v) for k, v in getattr(sd, "_metadata", {}).items()},
         "extra": dict(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    import io
+
+    from prunebench.results.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())  # atomic, and respects the umask like every results file
     return path
 
 
