@@ -154,7 +154,7 @@ class Run:
             {"run_id": spec.run_id, "dense_id": spec.dense_id, "identity": spec.identity(),
              "label": spec.curve_label(), "describe": spec.describe(), "prunable": self.targets,
              "ticket_run_id": self.ticket.run_id if self.ticket else None,
-             "levels": len(spec.schedule.levels()) + 1,  # rows.csv must hold this many (validation)
+             "levels": len(spec.schedule.levels()),  # rows.csv holds levels 0..this (checked on read)
              # how to rebuild the dense network (prunebench-export)
              "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
             indent=2, default=str))
