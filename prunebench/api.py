@@ -138,23 +138,17 @@ def register_data_object(dm: Any, data_name: str | None = None) -> str:
 
 
 def _compose(overrides: Sequence[str]) -> Any:
-    from hydra import compose, initialize_config_dir, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from prunebench.cli import CONF_DIR
+    from prunebench.cli import compose, unknown_key_message
 
-    GlobalHydra.instance().clear()
-    init = (initialize_config_module(config_module="prunebench.conf", version_base="1.3")
-            if CONF_DIR.startswith("pkg://") else initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"))
     try:
-        with init:
-            return compose(config_name="config", overrides=list(overrides))
+        return compose(overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         from prunebench.sweep.common import _hydra_message
 
-        raise ConfigError(_hydra_message(exc)) from None
+        raise ConfigError(unknown_key_message(overrides) or _hydra_message(exc)) from None
 
 
 def _specs(overrides: Sequence[str], model: Any, data: Any, data_name: str | None,

@@ -152,7 +152,10 @@ def _typed(tables: Sequence[tuple[list[str], Records]]) -> pd.DataFrame:
         index = [header.index(c) if c in header else -1 for c in columns]
         writer.writerows([r[j] if j >= 0 else "" for j in index] for r in records)
     buf.seek(0)
-    return schema.coerce(pd.read_csv(buf))
+    # Text columns are read as text: a run id such as "01309e730324" would otherwise parse as a
+    # number (1309e730324 = inf).
+    text = {c: str for c, t in schema.COLUMNS.items() if t == "string"}
+    return schema.coerce(pd.read_csv(buf, dtype=text))
 
 
 def is_done(run_path: Path) -> bool:
