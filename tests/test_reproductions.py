@@ -72,3 +72,16 @@ def test_paper_studies_declare_claims() -> None:
     for name in ("lottery_mnist1d_paper", "lottery_lenet_mnist", "han_lenet300"):
         found, source = claims.load_claims("/nonexistent", name, CONF)
         assert found and source.endswith(f"{name}.yaml"), name
+
+
+def test_lenet_glorot_normal_init() -> None:
+    torch.manual_seed(0)
+    model = build_model("lenet_300_100", (1, 28, 28), 10, init="glorot_normal")
+    w = model.hidden[0].weight
+    # std = sqrt(2 / (784 + 300)) = 0.04296
+    assert float(w.std()) == pytest.approx((2 / 1084) ** 0.5, rel=0.02)
+    assert float(model.hidden[0].bias.abs().sum()) == 0.0
+    from prunebench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.init='he' is not a known initialisation; valid: default, glorot_normal"):
+        build_model("lenet_300_100", (1, 28, 28), 10, init="he")

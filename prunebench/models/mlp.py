@@ -7,7 +7,28 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from prunebench.errors import ConfigError
 from prunebench.models.base import check_widths, register_model
+
+#: Weight initialisations a factory can ask for; "default" is PyTorch's nn.Linear init.
+INITS = ("default", "glorot_normal")
+
+
+def init_linear(model: nn.Module, init: str) -> nn.Module:
+    """Re-initialise every ``nn.Linear`` of ``model`` by ``init`` (in place; returns ``model``).
+
+    ``glorot_normal``: weights ~ N(0, 2 / (fan_in + fan_out)), biases zero: the Gaussian
+    Glorot init of Frankle & Carbin 2019 (Figure 2's table).
+    """
+    if init not in INITS:
+        raise ConfigError(f"model.init={init!r} is not a known initialisation; valid: {', '.join(INITS)}")
+    if init == "glorot_normal":
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return model
 
 
 class MLP(nn.Module):
@@ -35,6 +56,9 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, *, widths: Sequence[int]
 
 
 @register_model("lenet_300_100")
-def lenet_300_100(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """LeNet-300-100: flatten → 300 → 100 → classes, the classic MNIST pruning baseline."""
-    return MLP(math.prod(input_shape), [300, 100], num_classes)
+def lenet_300_100(input_shape: tuple[int, ...], num_classes: int, *, init: str = "default") -> nn.Module:
+    """LeNet-300-100: flatten → 300 → 100 → classes, the classic MNIST pruning baseline.
+
+    ``init="glorot_normal"`` gives Frankle & Carbin's Gaussian Glorot initialisation.
+    """
+    return init_linear(MLP(math.prod(input_shape), [300, 100], num_classes), init)
