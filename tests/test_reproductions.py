@@ -81,6 +81,14 @@ def test_lenet_glorot_normal_init() -> None:
     # std = sqrt(2 / (784 + 300)) = 0.04296
     assert float(w.std()) == pytest.approx((2 / 1084) ** 0.5, rel=0.02)
     assert float(model.hidden[0].bias.abs().sum()) == 0.0
+    # retrain=reinit calls reset_parameters: it must draw from the same Glorot distribution.
+    from prunebench.engine.rewind import reinitialise
+
+    before = model.hidden[0].weight.clone()
+    reinitialise(model, seed=5)
+    w = model.hidden[0].weight
+    assert not torch.equal(w, before)
+    assert float(w.std()) == pytest.approx((2 / 1084) ** 0.5, rel=0.02) and float(model.hidden[0].bias.abs().sum()) == 0.0
     from prunebench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.init='he' is not a known initialisation; valid: default, glorot_normal"):

@@ -14,36 +14,42 @@ from prunebench.models.base import check_widths, register_model
 INITS = ("default", "glorot_normal")
 
 
-def init_linear(model: nn.Module, init: str) -> nn.Module:
-    """Re-initialise every ``nn.Linear`` of ``model`` by ``init`` (in place; returns ``model``).
-
-    ``glorot_normal``: weights ~ N(0, 2 / (fan_in + fan_out)), biases zero: the Gaussian
+class GlorotLinear(nn.Linear):
+    """``nn.Linear`` initialised N(0, 2 / (fan_in + fan_out)) with zero bias: the Gaussian
     Glorot init of Frankle & Carbin 2019 (Figure 2's table).
+
+    The init lives in ``reset_parameters``, so a control that re-initialises a model
+    (retrain=reinit calls every module's ``reset_parameters``) draws from the same
+    distribution as the original initialisation.
     """
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+def linear_class(init: str) -> type[nn.Linear]:
+    """The Linear class for ``model.init`` (ConfigError listing the valid names)."""
     if init not in INITS:
         raise ConfigError(f"model.init={init!r} is not a known initialisation; valid: {', '.join(INITS)}")
-    if init == "glorot_normal":
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_normal_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-    return model
+    return GlorotLinear if init == "glorot_normal" else nn.Linear
 
 
 class MLP(nn.Module):
     """Flatten → (Linear → ReLU) per hidden width → Linear classifier."""
 
-    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int) -> None:
+    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int,
+                 linear: type[nn.Linear] = nn.Linear) -> None:
         super().__init__()
         self.flatten = nn.Flatten()
         layers: list[nn.Module] = []
         d = in_features
         for w in widths:
-            layers += [nn.Linear(d, w), nn.ReLU()]
+            layers += [linear(d, w), nn.ReLU()]
             d = w
         self.hidden = nn.Sequential(*layers)
-        self.classifier = nn.Linear(d, num_classes)
+        self.classifier = linear(d, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.hidden(self.flatten(x)))
@@ -61,4 +67,4 @@ def lenet_300_100(input_shape: tuple[int, ...], num_classes: int, *, init: str =
 
     ``init="glorot_normal"`` gives Frankle & Carbin's Gaussian Glorot initialisation.
     """
-    return init_linear(MLP(math.prod(input_shape), [300, 100], num_classes), init)
+    return MLP(math.prod(input_shape), [300, 100], num_classes, linear_class(init))
