@@ -106,7 +106,7 @@ class Rule:
 
     def describe(self) -> str:
         if self.tolerance is not None:
-            return f"|ours − paper| ≤ {self.tolerance:g}"
+            return f"ours within paper ± {self.tolerance:g}"
         op = ">" if self.direction == "greater" else "<"
         text = f"CI {op} {self.margin:g}"
         if self.min_effect is not None:

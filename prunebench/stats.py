@@ -148,11 +148,13 @@ def difference_interval(a: pd.DataFrame, b: pd.DataFrame, value: str = "test_acc
                         confidence: float = CONFIDENCE) -> Interval:
     """``a − b`` with a paired t interval over shared seeds, else Welch's unpaired interval.
 
-    Paired when at least two seeds are shared (the interval then uses only those seeds);
+    Paired when at least two seeds are shared (the interval then uses only those seeds) or
+    when both arms have the same single seed (a paired difference without interval);
     otherwise the arms' per-seed means are compared unpaired (``paired=False``).
     """
     pairs = paired_differences(a, b, value, on)
-    if len(pairs) >= 2:
+    single = len(pairs) == 1 and a[on].nunique() == 1 and b[on].nunique() == 1  # one seed, shared
+    if len(pairs) >= 2 or single:
         iv = t_interval(pairs["diff"], confidence)
         return Interval(iv.mean, iv.low, iv.high, iv.n, iv.std, paired=True)
 

@@ -93,3 +93,11 @@ def test_lenet_glorot_normal_init() -> None:
 
     with pytest.raises(ConfigError, match="model.init='he' is not a known initialisation; valid: default, glorot_normal"):
         build_model("lenet_300_100", (1, 28, 28), 10, init="he")
+
+
+def test_mnist1d_claims_cite_the_notebook_cells_in_full() -> None:
+    found, _ = claims.load_claims("/nonexistent", "lottery_mnist1d_paper", CONF)
+    by_id = {c.id: c for c in found}
+    # A bare "#" in YAML starts a comment: the citations are quoted so they survive.
+    assert "retrain #92 (sparsity 0.919)" in by_id["ticket_at_92"].where
+    assert by_id["ticket_minus_dense_92"].paper_value == pytest.approx(0.75 - 0.656)

@@ -100,3 +100,8 @@ def test_nearest_per_seed_within_tolerance() -> None:
                        "test_acc": [0.1, 0.2, 0.3, 0.4, 0.5]})
     got = stats.nearest_per_seed(df, 0.92, tolerance=0.02)
     assert sorted(zip(got["seed"], got["test_acc"])) == [(0, 0.2), (1, 0.3)]  # seed 2 too far
+
+
+def test_one_shared_seed_is_a_paired_difference_without_interval() -> None:
+    iv = stats.difference_interval(_arm([4], [0.7]), _arm([4], [0.6]))
+    assert iv.paired is True and iv.n == 1 and iv.mean == pytest.approx(0.1) and not iv.has_interval
