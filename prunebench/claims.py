@@ -87,10 +87,17 @@ class Quantity:
         if self.minus == "dense":
             text += " − dense"
         elif self.minus is not None:
-            s = self.minus_at_sparsity if self.minus_at_sparsity is not None else self.at_sparsity
-            lvl = self.minus_at_level if self.minus_at_level is not None else self.at_level
+            s, lvl = self.minus_point()
             text += f" − {self.metric}[{_arm_text(self.minus)} {where(s, lvl)}]"
         return text
+
+    def minus_point(self) -> tuple[float | None, int | None]:
+        """(sparsity, level) at which the ``minus`` arm is read: its own, else the arm's."""
+        if self.minus_at_level is not None:
+            return None, self.minus_at_level
+        if self.minus_at_sparsity is not None:
+            return self.minus_at_sparsity, None
+        return self.at_sparsity, self.at_level
 
 
 @dataclass(frozen=True)
@@ -341,12 +348,7 @@ def evaluate_claim(claim: Claim, df: pd.DataFrame, experiment: str = "") -> Verd
             b = _dense_rows(arm_all, d)
         else:
             b_all = _select(d, q.minus)
-            s = q.minus_at_sparsity if q.minus_at_sparsity is not None else q.at_sparsity
-            lvl = q.minus_at_level if q.minus_at_level is not None else q.at_level
-            if q.minus_at_sparsity is not None:
-                lvl = None
-            if q.minus_at_level is not None:
-                s = None
+            s, lvl = q.minus_point()
             b = _at(b_all, s, lvl, q.sparsity_tolerance) if len(b_all) else b_all
         if not len(b):
             v.reason = f"no rows for {'dense (level 0)' if q.minus == 'dense' else _arm_text(q.minus)}"

@@ -143,3 +143,11 @@ def test_snapshot_then_config_fallback_and_rendering(tmp_path: Path) -> None:
 
 def test_no_claims_no_experiment_column() -> None:
     assert C.evaluate_root(_table().drop(columns="experiment"), "nowhere") == ([], {})
+
+
+def test_minus_arm_at_its_own_level() -> None:
+    c = _claim(quantity={"arm": "ticket", "at_sparsity": 0.92, "minus": "reinit", "minus_at_level": 0},
+               rule={"direction": "greater"})
+    assert c.quantity.describe() == "test_acc[ticket @92.0%] − test_acc[reinit @level 0]"
+    v = C.evaluate_claim(c, _table())
+    assert v.mean == pytest.approx(0.1033333, abs=1e-6)  # reinit's level 0 is the dense row
