@@ -389,7 +389,9 @@ def decide(claim: Claim, iv: stats.Interval) -> tuple[str, str]:
         return NOT_REPRODUCED, f"interval [{lo:.4g}, {hi:.4g}] not {op} {m:g}"
     if shi < se:
         return NOT_REPRODUCED, f"interval [{lo:.4g}, {hi:.4g}] falls short of the effect {e:g}"
-    return INCONCLUSIVE, f"interval [{lo:.4g}, {hi:.4g}] straddles {m:g} (or the mean {mean:.4g} misses {e:g})"
+    if slo <= sm:
+        return INCONCLUSIVE, f"interval [{lo:.4g}, {hi:.4g}] straddles {m:g}"
+    return INCONCLUSIVE, f"interval [{lo:.4g}, {hi:.4g}] {op} {m:g} but the mean {mean:.4g} misses {e:g}"
 
 
 def evaluate(claims: Iterable[Claim], df: pd.DataFrame, experiment: str = "") -> list[Verdict]:
