@@ -205,7 +205,7 @@ DENSE_SCHEDULE_MODES = ("lr_rewind", "weight_rewind", "reinit", "random_mask")
 # ---- models and data sets (names; their keyword arguments are checked against the factory) --
 
 MODELS = Catalog("model", {n: Options for n in (
-    "cnn1d", "conv2", "conv4", "conv6", "lenet5", "lenet_300_100", "mlp", "resnet20", "resnet56",
+    "cnn1d", "conv2", "conv4", "conv6", "lenet5", "lenet_300_100", "mlp", "residual_mlp", "resnet20", "resnet56",
     "vgg11_bn", "vgg16_bn",
     "torchvision",  # model.arch=<any torchvision classification architecture>
     "custom",  # model.target=<module or file.py>:<factory>

@@ -195,6 +195,11 @@ def run_config(cfg: Any) -> float | dict[str, float] | None:
         task_overrides, multirun = [], False
     start = time.perf_counter()
     specs = expand_study(cfg, task_overrides) if cfg.get("study") else [from_config(plain_config(cfg))]
+    if cfg.get("experiment_name") and cfg.get("claims"):
+        # The claims this experiment reproduces, snapshotted beside its runs for the report.
+        from prunebench import claims
+
+        claims.write_claims(specs[0].root, str(cfg.experiment_name), plain_config(cfg).get("claims"))
     outcomes = execute_specs(specs)
     line, status = summarise(outcomes, time.perf_counter() - start)
     log(line)

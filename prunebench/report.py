@@ -4,8 +4,10 @@
 
 Writes into ``DIR`` (default ``ROOT/report``): ``results.parquet`` and ``results.csv``
 (one row per run and level), ``summary.md`` and ``summary.tex`` (mean ± std over seeds
-per curve and target sparsity, drop vs dense), and every figure that applies as PNG and
-PDF. A figure that does not apply is skipped with the reason, never drawn empty.
+per curve and target sparsity, drop vs dense, then 95% t intervals and the paired difference
+to dense by seed), ``claims.md`` and ``claims.csv`` (a verdict per published claim declared
+by the experiments in the table; see ``prunebench.claims``), and every figure that applies
+as PNG and PDF. A figure that does not apply is skipped with the reason, never drawn empty.
 Optuna studies are read from ``ROOT/studies/*.db`` (SQLite); per-layer sensitivity
 tables from ``ROOT/runs/<id>/sensitivity.csv`` (``experiments/layer_sensitivity.py``).
 
@@ -184,6 +186,12 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
     if len(dense):
         lines.append("")
     lines.append(plots.to_markdown(table) if len(table) else "No pruned levels yet.\n")
+    intervals = interval_summary(df)
+    if len(intervals):
+        lines += ["", "## 95% intervals and paired differences to dense", "",
+                  "Test accuracy: mean [95% t interval] over seeds; `Δ dense` is pruned − dense, paired by "
+                  "seed (each run against its own level 0), with its interval; n = seeds. One seed: no interval.",
+                  "", plots.to_markdown(format_intervals(intervals))]
     if len(failed):
         lines += ["", f"## Failed or diverged ({failed['run_id'].nunique()} run(s))", ""]
         cols = [c for c in ("run_id", "label", "level", "status", "error") if c in failed.columns]
@@ -197,6 +205,81 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
         if len(table) else "% no pruned levels\n"
     atomic_write_text(out / "summary.tex", tex)
     result.written += [out / "summary.md", out / "summary.tex"]
+
+
+def interval_summary(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Per (dataset, model, label, target sparsity): mean, 95% t interval and n over seeds, and
+    the paired difference to dense (``metric`` at the level minus level 0 of the same run).
+
+    Columns: dataset, model, label, target_sparsity, sparsity, mean, ci_low, ci_high, n,
+    delta, delta_low, delta_high, delta_n. Fractions, as stored.
+    """
+    from prunebench import plots, stats
+
+    d = plots._prepare(df, metric)
+    dense = d[d["level"] == 0][["run_id", metric]].groupby("run_id")[metric].mean()
+    d = d[d["level"] >= 1].copy()
+    if not len(d):
+        return pd.DataFrame()
+    d["_dense"] = d["run_id"].map(dense).astype("float64")
+    d["_delta"] = d[metric] - d["_dense"]
+    rows = []
+    for (ds, model, label, target), g in d.groupby(["dataset", "model", "label", "_target"], sort=True):
+        per_seed = g.groupby("seed")[[metric, "_delta", "sparsity"]].mean()
+        acc = stats.t_interval(per_seed[metric])
+        delta = stats.t_interval(per_seed["_delta"])
+        rows.append({"dataset": ds, "model": model, "label": label, "target_sparsity": target,
+                     "sparsity": float(pd.to_numeric(per_seed["sparsity"], errors="coerce").mean()),
+                     "mean": acc.mean, "ci_low": acc.low, "ci_high": acc.high, "n": acc.n,
+                     "delta": delta.mean, "delta_low": delta.low, "delta_high": delta.high, "delta_n": delta.n})
+    return pd.DataFrame(rows)
+
+
+def format_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """``interval_summary`` as display strings (%, pp); dataset/model columns only when they vary."""
+    def ci(mean: float, low: float, high: float, signed: bool = False) -> str:
+        if not np.isfinite(mean):
+            return "–"
+        f = "{:+.2f}" if signed else "{:.2f}"
+        text = f.format(100 * mean)
+        return text + (f" [{f.format(100 * low)}, {f.format(100 * high)}]" if np.isfinite(low) else "")
+
+    out = pd.DataFrame({
+        "dataset": table["dataset"], "model": table["model"], "label": table["label"],
+        "target (%)": [f"{100 * t:.1f}" for t in table["target_sparsity"]],
+        "sparsity (%)": [f"{100 * s:.2f}" for s in table["sparsity"]],
+        "test acc. (%) [95% CI]": [ci(m, lo, hi) for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"])],
+        "n": table["n"].astype(int).astype(str),
+        "Δ dense (pp) [95% CI], paired": [ci(m, lo, hi, True) for m, lo, hi
+                                          in zip(table["delta"], table["delta_low"], table["delta_high"])],
+    })
+    for col in ("dataset", "model"):
+        if out[col].nunique() <= 1:
+            out = out.drop(columns=col)
+    return out
+
+
+def _claims_files(df: pd.DataFrame, root: Path, out: Path, result: ReportResult) -> None:
+    """claims.md and claims.csv: a verdict for every claim of every experiment in the table.
+
+    Written only when some experiment in the table declares claims. An unreadable claim
+    spec is reported in claims.md (and as a skipped item), never fatal to the report.
+    """
+    from prunebench import claims
+
+    try:
+        verdicts, sources = claims.evaluate_root(df, root)
+    except ConfigError as exc:
+        result.skipped["claims"] = f"claims not evaluated: {exc}"
+        atomic_write_text(out / "claims.md", f"# Claims\n\nNot evaluated: {exc}\n")
+        result.written.append(out / "claims.md")
+        return
+    if not verdicts:
+        result.skipped["claims"] = "no experiment in the table declares claims"
+        return
+    atomic_write_text(out / "claims.md", claims.render_markdown(verdicts, sources))
+    atomic_write_text(out / "claims.csv", claims.verdict_table(verdicts).to_csv(index=False))
+    result.written += [out / "claims.md", out / "claims.csv"]
 
 
 def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
@@ -454,6 +537,7 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     _table_files(df, out_dir, result)
     _summary_files(df, root, out_dir, filters, result)
+    _claims_files(df, root, out_dir, result)
     w = _Writer(result, key=_digest(df), previous=before)
     _curve_figures(df, w)
     _layer_figure(df, root, w)

@@ -118,6 +118,7 @@ class TrainSpec:
     max_steps: int | None = None  # stop dense training after this many optimizer steps
     init_from: str | None = None  # a pretrained state dict / Lightning checkpoint to start from
     init_from_sha256: str | None = None  # its content hash, taken when the config was parsed
+    select: str = "best"  # best: the best validation epoch's weights; last: the final step's
 
     def identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {"epochs": self.epochs, "optimizer": self.optimizer.identity()}
@@ -125,6 +126,8 @@ class TrainSpec:
             out["scheduler"] = self.scheduler.identity()
         if self.max_steps is not None:
             out["max_steps"] = self.max_steps
+        if self.select != "best":
+            out["select"] = self.select
         if self.init_from is not None:
             out["init_from_sha256"] = self.init_from_sha256 or file_sha256(self.init_from, "train.init_from")
         return out
@@ -137,6 +140,7 @@ class PruningSpec:
     structure: str = "unstructured"
     prune_output: bool = True
     prune_first: bool = True
+    prune_bias: bool = False  # biases of the selected layers are prunable too (Greydanus's MNIST-1D tickets)
     method_options: Options = field(default_factory=Options)
     structure_options: Options = field(default_factory=lambda: catalog.UnstructuredOptions())
 
@@ -157,6 +161,8 @@ class PruningSpec:
             out["prune_output"] = False
         if not self.prune_first:
             out["prune_first"] = False
+        if self.prune_bias:
+            out["prune_bias"] = True
         return out | self.method_options.identity() | self.structure_options.identity()
 
 
@@ -533,7 +539,9 @@ def parse_named(node: Mapping[str, Any], kind: str) -> NamedSpec:
     return NamedSpec(name, kwargs, fingerprint)
 
 
-PRUNING_COMMON = ["method", "scope", "structure", "prune_output", "prune_first"]
+PRUNING_COMMON = ["method", "scope", "structure", "prune_output", "prune_first", "prune_bias"]
+#: Criteria that can score a bias (Wanda needs input norms per weight; SynFlow and movement score weights only).
+BIAS_CRITERIA = ("magnitude", "random", "snip", "taylor")
 
 
 def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
@@ -554,6 +562,10 @@ def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
             raise unknown_name("pruning.scope", scope, catalog.SCOPES)
     structure_cls = catalog.STRUCTURES.options(structure)
     valid = PRUNING_COMMON + method_cls.keys() + structure_cls.keys()
+    if p.get("prune_bias") is True and (structure != "unstructured" or method not in BIAS_CRITERIA):
+        raise ConfigError(f"pruning.prune_bias=true needs pruning.structure=unstructured and a criterion that can "
+                          f"score a bias ({', '.join(BIAS_CRITERIA)}); got structure={structure!r}, "
+                          f"method={method!r}")
     _only(p, "pruning", valid, f"pruning.method={method!r} with pruning.structure={structure!r}")
     return PruningSpec(
         method=str(method),
@@ -561,6 +573,7 @@ def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
         structure=structure,
         prune_output=_bool(p, "prune_output", "pruning", default=True),
         prune_first=_bool(p, "prune_first", "pruning", default=True),
+        prune_bias=_bool(p, "prune_bias", "pruning", default=False),
         method_options=_options(method_cls, p, "pruning", f"pruning.method={method!r}"),
         structure_options=_options(structure_cls, p, "pruning", f"pruning.structure={structure!r}"),
     )
@@ -645,7 +658,7 @@ def parse_metrics(me: Mapping[str, Any]) -> MetricsSpec:
 
 
 def parse_train(t: Mapping[str, Any]) -> TrainSpec:
-    _only(t, "train", ["epochs", "max_steps", "optimizer", "scheduler", "init_from"])
+    _only(t, "train", ["epochs", "max_steps", "optimizer", "scheduler", "init_from", "select"])
     optimizer = CallSpec.parse(t.get("optimizer"), "train.optimizer")
     if optimizer is None:
         raise ConfigError("train.optimizer is missing; e.g. train.optimizer._target_=torch.optim.Adam")
@@ -660,6 +673,7 @@ def parse_train(t: Mapping[str, Any]) -> TrainSpec:
         max_steps=_int(t, "max_steps", "train", low=1, default=None),
         init_from=init_from,
         init_from_sha256=None if init_from is None else file_sha256(init_from, "train.init_from"),
+        select=_choice(t, "select", "train", ("best", "last"), "best"),
     )
 
 

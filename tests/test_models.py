@@ -118,6 +118,8 @@ def test_unknown_kwarg_names_the_key_and_accepted_ones() -> None:
     with pytest.raises(ConfigError, match=r"model\.width is not a parameter of model='mlp'; accepted: widths"):
         build_model("mlp", MNIST1D, 10, width=[10])
     with pytest.raises(ConfigError, match=r"model\.width_mult .*accepted: none"):
+        build_model("lenet5", MNIST, 10, width_mult=2.0)
+    with pytest.raises(ConfigError, match=r"model\.width_mult .*accepted: init"):
         build_model("lenet_300_100", MNIST, 10, width_mult=2.0)
 
 

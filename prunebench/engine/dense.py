@@ -130,6 +130,7 @@ def train_dense(
             net,
             spec.train.optimizer.partial("train.optimizer"),
             spec.train.scheduler.partial("train.scheduler") if spec.train.scheduler else None,
+            select=spec.train.select,
         )
         start = time.perf_counter()
         with seeding.scoped(spec.seed, "train", 0):

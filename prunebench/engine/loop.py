@@ -90,7 +90,8 @@ class Run:
         self.dm.setup("fit")
         self.dm.to(self.device)
         net = self.build_net()
-        targets = prunable_weights(net, prune_output=spec.pruning.prune_output, prune_first=spec.pruning.prune_first)
+        targets = prunable_weights(net, prune_output=spec.pruning.prune_output, prune_first=spec.pruning.prune_first,
+                                   prune_bias=spec.pruning.prune_bias)
         if not targets:
             raise ConfigError(f"model={spec.model.name!r} has no prunable Conv/Linear weights with these pruning options")
         self.targets = [t.param_name for t in targets]
@@ -231,7 +232,7 @@ class Run:
             mask = mode.prepare(net, mask, ctx)
             mask.apply(net)
             module = Classifier(net, mode.optimizer(spec), mode.scheduler(spec, steps_per_epoch),
-                                mask=mask if self.structure.enforce_mask else None)
+                                mask=mask if self.structure.enforce_mask else None, select=spec.train.select)
             if self.progress is not None:
                 self.progress.start_level(k, epochs=mode.epochs(spec), steps_per_epoch=steps_per_epoch)
             loggers = self._loggers(k)
@@ -308,7 +309,7 @@ class Run:
 
         spec = self.spec
         crit = get_criterion(spec.pruning.method)
-        targets = [t for t in prunable_weights(self.build_net(), prune_output=spec.pruning.prune_output,
+        targets = [t for t in prunable_weights(self.build_net(), prune_output=spec.pruning.prune_output, prune_bias=spec.pruning.prune_bias,
                                                 prune_first=spec.pruning.prune_first) if t.param_name in self.targets]
         learner = crit.learner(targets) if crit.learner is not None else None
         batches = self._calibration() if crit.needs_data and learner is None else None

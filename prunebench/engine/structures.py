@@ -41,7 +41,7 @@ class LevelInputs:
 
 
 def current_targets(spec: RunSpec, net: nn.Module) -> list[str]:
-    return [t.param_name for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+    return [t.param_name for t in prunable_weights(net, prune_output=spec.pruning.prune_output, prune_bias=spec.pruning.prune_bias,
                                                     prune_first=spec.pruning.prune_first)]
 
 

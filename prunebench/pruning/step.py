@@ -43,7 +43,8 @@ def mask_step(
     nm = pruning.structure == "nm"
     if target <= mask.sparsity and not nm:
         return mask  # nothing to remove (gradual's initial step, s_i = 0)
-    targets = [t for t in prunable_weights(net, prune_output=pruning.prune_output, prune_first=pruning.prune_first)
+    targets = [t for t in prunable_weights(net, prune_output=pruning.prune_output, prune_first=pruning.prune_first,
+                                                prune_bias=pruning.prune_bias)
                if t.param_name in mask]
     if learned is not None:
         scores = learned
