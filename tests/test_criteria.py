@@ -239,11 +239,14 @@ def test_nm_groups_run_along_the_input_dimension_of_convolutions() -> None:
 
 
 def nm_spec(n, m, target, name="one_shot", iterations=1, mode="geometric"):
+    from prunebench.catalog import IterativeOptions
+    from prunebench.options import Options
     from prunebench.spec import ScheduleSpec
 
+    options = IterativeOptions(mode=mode) if name == "iterative" else Options()
     return SimpleNamespace(
         pruning=SimpleNamespace(options={"n": n, "m": m}),
-        schedule=ScheduleSpec(name=name, target_sparsity=target, iterations=iterations, mode=mode),
+        schedule=ScheduleSpec(name=name, target_sparsity=target, iterations=iterations, options=options),
     )
 
 

@@ -262,7 +262,7 @@ def test_run_option_ignored_layers(compose) -> None:  # noqa: ANN001
     net = build_model("conv4", (3, 8, 8), 10)
     x = torch.randn(2, 3, 8, 8)
     first, second = list(layer_channels(net))[:2]
-    spec = from_config(compose([*base, f"+pruning.ignored_layers=['{second}']"]))
+    spec = from_config(compose([*base, f"pruning.ignored_layers=['{second}']"]))
     check_channel_spec(spec)
     check_channel_model(spec, net, x)
     dense = layer_channels(net)
@@ -270,12 +270,14 @@ def test_run_option_ignored_layers(compose) -> None:  # noqa: ANN001
     after = layer_channels(net)
     assert after[second] == dense[second] and after[first] < dense[first]
 
-    typo = from_config(compose([*base, "+pruning.ignored_layers=[nosuch]"]))
+    typo = from_config(compose([*base, "pruning.ignored_layers=[nosuch]"]))
     with pytest.raises(ConfigError, match=r"pruning\.ignored_layers entry 'nosuch' matches no module"):
         check_channel_model(typo, net, x)
-    bad = from_config(compose([*base, "+pruning.ignored_layers=nosuch"]))
-    with pytest.raises(ConfigError, match=r"pruning\.ignored_layers='nosuch' must be a list"):
-        check_channel_spec(bad)
+    # A bare string is one pattern (typed option: a list of strings, a string promoted to a list).
+    one = from_config(compose([*base, f"pruning.ignored_layers={second}"]))
+    assert one.pruning.structure_options.ignored_layers == (second,)
+    with pytest.raises(ConfigError, match=r"pruning\.ignored_layers=\[1, 2\] must be a list of strings"):
+        from_config(compose([*base, "pruning.ignored_layers=[1,2]"]))
 
 
 def test_layers_the_trace_does_not_reach_are_named() -> None:
