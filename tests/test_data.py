@@ -307,6 +307,7 @@ def test_synthetic_teacher_labels() -> None:
         build_datamodule("synthetic", input_shape=[3, 0, 2])
 
 
+@pytest.mark.integration
 def test_synthetic_is_learnable() -> None:
     """A linear student beats chance (10 %) by far: accuracy on this data means something."""
     dm = synthetic(input_shape=[20], n_train=1024, n_test=512, val_size=128, batch_size=64)

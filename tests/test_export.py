@@ -18,6 +18,8 @@ from prunebench.pruning.structured import prune_channels, save_pruned
 from prunebench.results import schema
 from prunebench.results.store import write_table
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra is not installed")
 
 # ---------------------------------------------------------------- best_level on hand-made tables

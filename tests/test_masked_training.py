@@ -16,6 +16,8 @@ from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import prunable_weights
 from prunebench.spec import TrainerSpec
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 
 class Batches:
     """An iterable of batches (a bare list would read as several dataloaders to Lightning)."""

@@ -164,6 +164,7 @@ class ListData:
 
 
 @pytest.mark.parametrize("criterion", ["magnitude", "movement"])
+@pytest.mark.integration
 def test_gradual_pruning_during_training_follows_the_cubic_schedule(criterion) -> None:
     from prunebench.engine.fit import fit
     from prunebench.engine.module import Classifier
@@ -345,6 +346,7 @@ def e2e(compose, root: Path, overrides: list[str]):
 
 
 @pytest.mark.parametrize("name", sorted(E2E))
+@pytest.mark.integration
 def test_end_to_end_rows_masks_and_exact_sparsity(compose, tmp_path, name) -> None:
     spec, out = e2e(compose, tmp_path, E2E[name])
     rows = out.rows
@@ -363,6 +365,7 @@ def test_end_to_end_rows_masks_and_exact_sparsity(compose, tmp_path, name) -> No
         assert rows.iloc[1]["gradual_prune_steps"] >= 2 and masks[-1].sparsity == pytest.approx(0.8, abs=1e-3)
 
 
+@pytest.mark.integration
 def test_same_seed_same_masks_and_numbers(compose, tmp_path) -> None:
     _, a = e2e(compose, tmp_path / "a", E2E["ticket"])
     _, b = e2e(compose, tmp_path / "b", E2E["ticket"])
@@ -390,6 +393,7 @@ def test_output_rate_prunes_the_output_layer_at_its_own_per_round_rate() -> None
     assert out.layer_sparsity() == {"0.weight": 0.5, "2.weight": 0.5, "4.weight": 0.25}
 
 
+@pytest.mark.integration
 def test_output_rate_end_to_end_and_its_validation(compose, tmp_path) -> None:
     spec, out = e2e(compose, tmp_path, ["pruning.scope=layer", "+pruning.output_rate=0.1", "schedule.iterations=2",
                                         "schedule.target_sparsity=0.36", "retrain=weight_rewind"])

@@ -35,6 +35,7 @@ def run(model: nn.Module, shape: tuple[int, ...], batch: int = 2) -> torch.Tenso
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.integration
 def test_model_on_shape(name: str, shape: tuple[int, ...]) -> None:
     if not model_fits(name, shape):
         with pytest.raises(ConfigError, match=rf"model={name!r} needs .*; got input_shape={re.escape(str(shape))}"):
@@ -77,6 +78,7 @@ def test_deterministic_given_seed(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.integration
 def test_smallest_accepted_input_runs(name: str) -> None:
     """The smallest shape model_fits accepts really runs, also non-square and odd-sized."""
     families = [lambda s: (s,), lambda s: (2, s), lambda s: (1, s, s)]

@@ -52,6 +52,7 @@ def test_torchvision_arch_with_data_class_count() -> None:
     assert sum(p.numel() for p in net.fc.parameters()) == 512 * 7 + 7
 
 
+@pytest.mark.integration
 def test_torchvision_googlenet_trains_on_plain_logits() -> None:
     net = build_model("torchvision", (3, 64, 64), 5, arch="googlenet").train()
     out = net(torch.zeros(2, 3, 64, 64))

@@ -13,6 +13,8 @@ from prunebench import report
 from prunebench.results import load
 from prunebench.results.store import level_dir, run_dir, write_table
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 
 def write_root(root: Path, table: pd.DataFrame, layers: bool = True) -> Path:
     """Lay ``table`` out as ``<root>/runs/<run_id>/rows.csv`` (+ layers.csv per level)."""
@@ -192,4 +194,11 @@ def test_several_datasets_get_one_figure_set_each(tmp_path: Path) -> None:
     plots._finish(ax, "x", "y")
     assert isinstance(ax.figure, Figure)
     assert ax.figure.get_size_inches()[0] == pytest.approx(plots.FIGSIZE[0] + plots.LEGEND_WIDTH)
-    assert ax.get_legend()._loc == 2  # upper left (anchored outside)
+    # The legend sits beside the axes, not over the data: left of it is the axes' right edge.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(ax.figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend_box.x0 >= axes_box.x1

@@ -19,6 +19,8 @@ from prunebench import report
 from prunebench.results import load
 from prunebench.spec import RunSpec, from_config
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 BASE = [
     "data=synthetic", "data.input_shape=[3,8,8]", "data.n_train=256", "data.val_size=64", "data.n_test=128",
     "model=conv2", "model.width_mult=0.25", "train.epochs=1", "retrain.epochs=1", "trainer=cpu",
@@ -105,7 +107,7 @@ def test_mixed_report_draws_every_applicable_figure(mixed_root: tuple[Path, dict
     for name in expected:
         assert res.figures.get(name) == [out / f"{name}.png", out / f"{name}.pdf"], (name, res.skipped.get(name))
         assert all(p.stat().st_size > 0 for p in res.figures[name])
-    assert res.skipped == {}
+    assert set(res.skipped) <= {"claims"}, res.skipped  # no experiment here declares claims
     table = pd.read_csv(out / "results.csv")
     assert set(table["structure"]) == {"unstructured", "channel"}
     md = (out / "summary.md").read_text()

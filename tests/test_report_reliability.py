@@ -22,6 +22,8 @@ from test_report import write_root
 from prunebench import report
 from prunebench.results.store import level_dir, run_dir, write_table
 
+pytestmark = pytest.mark.integration  # end to end: damaged files, report builds, subprocesses
+
 REPO = Path(__file__).resolve().parents[1]
 
 

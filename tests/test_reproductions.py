@@ -85,7 +85,7 @@ def test_lenet_glorot_normal_init() -> None:
     from prunebench.engine.rewind import reinitialise
 
     before = model.hidden[0].weight.clone()
-    reinitialise(model, seed=5)
+    reinitialise(model, seed=5, level=1)
     w = model.hidden[0].weight
     assert not torch.equal(w, before)
     assert float(w.std()) == pytest.approx((2 / 1084) ** 0.5, rel=0.02) and float(model.hidden[0].bias.abs().sum()) == 0.0

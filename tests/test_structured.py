@@ -29,6 +29,8 @@ from prunebench.pruning.structured import (
 )
 from prunebench.pruning.structured.allocation import GroupState, plan_global, plan_layer
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 
 # ---------------------------------------------------------------- small models written here
 
@@ -470,7 +472,7 @@ def test_channel_preset_composes_to_a_valid_channel_spec(compose: Callable[..., 
     check_channel_spec(spec)  # no error
     assert spec.curve_label() == "l1/iterative/finetune/channel"
     for override, message in [
-        ("pruning.target=weights", r"pruning.target='weights'.*channels, flops, params"),
+        ("pruning.target=weights", r"pruning.target='weights'.*channels, params, flops"),
         ("pruning.max_layer_amount=1.5", r"pruning.max_layer_amount=1.5"),
         ("pruning.round_to=0", r"pruning.round_to=0"),
     ]:

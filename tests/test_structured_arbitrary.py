@@ -20,6 +20,8 @@ from prunebench.errors import ConfigError
 from prunebench.pruning.structured import channel_groups, build_graph, prune_channels, select_channels, zero_channels
 from prunebench.pruning.structured.groups import default_ignored, resolve_ignored
 
+pytestmark = pytest.mark.integration  # end to end: Lightning fits, surgery on real architectures, figures, kernels
+
 
 def grouped_net() -> nn.Sequential:
     """The reproduction of issue 11: a conv with groups=4 between two plain layers."""

@@ -144,6 +144,7 @@ def test_settings_reject(tmp_path: Path, kw: dict, message: str) -> None:
         settings(tmp_path, **kw)
 
 
+@pytest.mark.integration
 def test_missing_database_driver_is_a_clear_error(tmp_path: Path) -> None:
     s = settings(tmp_path, storage="mysql+nosuchdriver://u@localhost/db")
     with pytest.raises(ConfigError, match="sweep.storage=mysql"):
@@ -151,6 +152,7 @@ def test_missing_database_driver_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.integration
 def test_every_sweep_preset_composes_and_validates(preset: str, tmp_path: Path) -> None:
     """Registry-style: a new conf/sweep/*.yaml is tested the moment it exists."""
     base = [*TINY, f"sweep={preset}", f"paths.root={tmp_path}"]
@@ -215,6 +217,7 @@ def _fake_run(root: Path, run_id: str, statuses: list[str], done: bool = True, e
     (["ok", "failed"], False, TrialState.FAIL, "failed"),
     (["ok", "ok"], False, TrialState.FAIL, "failed"),  # stopped without a reason: not complete
 ])
+@pytest.mark.integration
 def test_trial_outcome_follows_the_rows(tmp_path: Path, statuses: list[str], done: bool, state: TrialState,
                                         status: str) -> None:
     s = settings(tmp_path, objectives=["val_acc", "sparsity"])
@@ -285,6 +288,7 @@ def test_every_failure_stops_at_max_failures(tmp_path: Path) -> None:
     assert StudyDriver(s, space, fake, log=lambda m: None).run().launched == 2
 
 
+@pytest.mark.integration
 def test_stale_trial_is_failed_and_retried_with_its_parameters(tmp_path: Path) -> None:
     space = parse_space({"x": "interval(0, 1)"})
     s = settings(tmp_path, n_trials=2, n_jobs=2, heartbeat_interval=1, grace_period=2, max_retry=1)
@@ -314,6 +318,7 @@ def _prunebench(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Co
     ("schedule.target_sparsity=interval(0.9,0.5)", r"empty range \(low 0.9 >= high 0.5\)"),
     ("sweep.objectives=[val_acc,accuracy]", "'accuracy' is not a results column"),
 ])
+@pytest.mark.integration
 def test_bad_search_space_is_rejected_before_any_trial(bad: str, message: str, tmp_path: Path) -> None:
     root = tmp_path / "out"
     res = _prunebench(["sweep=optuna_pareto", f"paths.root={root}", bad], tmp_path)
@@ -322,6 +327,7 @@ def test_bad_search_space_is_rejected_before_any_trial(bad: str, message: str, t
     assert not (root / "studies").exists() and not (root / "runs").exists()  # no study, no trial, no run
 
 
+@pytest.mark.integration
 def test_grid_relaunch_trains_nothing(tmp_path: Path) -> None:
     root = tmp_path / "out"
     args = ["sweep=grid_sparsity", "hydra/launcher=basic", *TINY, "trainer.threads=1", "trainer.progress=false",
@@ -339,6 +345,7 @@ def test_grid_relaunch_trains_nothing(tmp_path: Path) -> None:
     assert [r.stat().st_mtime_ns for r in rows] == stamps
 
 
+@pytest.mark.integration
 def test_bad_grid_point_is_rejected_before_any_run(tmp_path: Path) -> None:
     root = tmp_path / "out"
     res = _prunebench(["sweep=grid_sparsity", "hydra/launcher=basic", f"paths.root={root}",
