@@ -207,7 +207,9 @@ def run_config(cfg: Any) -> float | dict[str, float] | None:
         from prunebench.report import write_report
 
         write_report(specs[0].root)
-    if status and not multirun:
+    if status:
+        if multirun:  # the sweeper counts this job as failed (its rows say why) and exits 1 at the end
+            raise RuntimeError(line)
         sys.exit(status)
     last = outcomes[-1].rows if outcomes else None
     if last is None or not len(last):

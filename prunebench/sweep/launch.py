@@ -121,6 +121,10 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 failed.append(f"[{' '.join(job)}] {err}")
     log(f"grid: {len(todo)} job(s) run, {len(failed)} failed" + ("".join(f"\n  {f}" for f in failed)))
     _report(config)
+    if failed:  # recorded in the runs' rows; the launch still says so (exit status 1)
+        import sys
+
+        sys.exit(1)
     return returns
 
 
