@@ -19,13 +19,14 @@ from prunebench.data.base import TensorDataModule, TensorLoader, mix_seed
 from prunebench.data.cifar import CIFAR10
 from prunebench.data.mnist import MNIST, FashionMNIST
 from prunebench.data.mnist1d import MNIST1D
+from prunebench.data.shakespeare import Shakespeare
 from prunebench.data.synthetic import Synthetic
 from prunebench.errors import ConfigError
 from prunebench.registry import Registry
 
 #: name → TensorDataModule subclass; its keyword defaults are the data set's defaults.
 DATASETS: Registry[type[TensorDataModule]] = Registry("data")
-for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic):
+for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, Shakespeare):
     DATASETS.register(_cls.name)(_cls)
 
 
@@ -55,6 +56,7 @@ __all__ = [
     "DATASETS",
     "MNIST",
     "MNIST1D",
+    "Shakespeare",
     "FashionMNIST",
     "Synthetic",
     "TensorDataModule",

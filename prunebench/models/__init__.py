@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models import cnn1d, convnets, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
+from prunebench.models import cnn1d, convnets, gpt, hf, lenet, mlp, resnet, vgg  # noqa: F401  (imported to register)
 from prunebench.models.base import MODELS, Accepts, accepted_inputs, as_shape, register_model
 
 __all__ = [
