@@ -228,3 +228,46 @@ def test_owl_allocation_prunes_rows_at_block_sparsity():
     assert out.sparsity == pytest.approx(0.5, abs=1 / 16)
     same = allocate_owl(_block_scores([3, 3, 3]), mask, 0.5)  # equal ratios: uniform
     assert same.layer_sparsity() == pytest.approx({n: 0.5 for n in mask})
+
+
+@pytest.mark.parametrize("model", ["two_blocks", "gpt_tiny"])
+def test_sequential_cached_block_inputs_match_full_forwards(model, monkeypatch):
+    """Re-running one block from cached inputs gives what running the whole model gives."""
+    from prunebench.models import build_model
+    from prunebench.pruning import calibration
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        if model == "gpt_tiny":
+            return build_model("gpt_tiny", (16,), 11, n_layer=2, n_head=2, d_model=16)
+        return _two_blocks()
+
+    x = torch.randint(0, 11, (4, 16)) if model == "gpt_tiny" else torch.randn(32, 16)
+    net = make()
+    targets = prunable_weights(net, prune_output=False)
+    keys = [block_key(g[0].module_name) for g in blocks(targets)]
+    assert calibration._block_inputs(net, keys, [(x,)]) is not None  # the fast path applies
+    fast = sparsegpt.prune(net, targets, [(x[:2],), (x[2:],)], 0.5)
+    monkeypatch.setattr(calibration, "_block_inputs", lambda *a: None)
+    slow_net = make()
+    slow = sparsegpt.prune(slow_net, targets, [(x[:2],), (x[2:],)], 0.5)
+    for n in fast:
+        assert torch.equal(fast[n], slow[n])
+        torch.testing.assert_close(net.get_parameter(n), slow_net.get_parameter(n), rtol=1e-4, atol=1e-5)
+
+
+def test_block_inputs_refuse_blocks_with_work_in_between():
+    from prunebench.pruning import calibration
+
+    class Gap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+        def forward(self, x):
+            return self.blocks[1](2 * self.blocks[0](x))
+
+    net = Gap()
+    assert calibration._block_inputs(net, ["blocks.0", "blocks.1"], [(torch.randn(3, 4),)]) is None
+    mask = sparsegpt.prune(net, prunable_weights(net, prune_output=False), [(torch.randn(8, 4),)], 0.5)
+    assert math.isclose(mask.sparsity, 0.5)
