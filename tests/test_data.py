@@ -63,7 +63,7 @@ def synthetic(**kwargs) -> TensorDataModule:
 
 
 def test_registry_and_unknown_name() -> None:
-    assert list_datasets() == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic"]
+    assert list_datasets() == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "shakespeare", "synthetic"]
     assert list_datasets("*mnist") == ["fashion_mnist", "mnist"]
     with pytest.raises(ConfigError, match=r"data='imagenet' is not a known name; valid: cifar10, .*mnist1d"):
         build_datamodule("imagenet")

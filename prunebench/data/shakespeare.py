@@ -194,7 +194,7 @@ class Shakespeare(TensorDataModule):
         split_seed: int = 0,
         download: bool = False,
         drop_last: bool = False,
-        block_size: int = 128,
+        block_size: int = 64,
         tokenizer: str = "char",
         max_train_blocks: int | None = None,
         max_eval_blocks: int | None = None,

@@ -34,6 +34,7 @@ __all__ = [
     "list_models",
     "model_fits",
     "model_kwargs",
+    "model_task",
     "register_model",
 ]
 
@@ -41,6 +42,11 @@ __all__ = [
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the glob ``pattern``, sorted."""
     return MODELS.names(pattern)
+
+
+def model_task(name: str) -> str:
+    """``classification`` (logits ``[B, C]``) or ``language_modeling`` (token ids in, logits ``[B, T, V]`` out)."""
+    return getattr(MODELS.get(name), "task", "classification")
 
 
 def model_fits(name: str, input_shape: Sequence[int]) -> bool:

@@ -99,8 +99,8 @@ class GPT(nn.Module):
 
 
 @register_model("gpt_tiny", accepts=Accepts("sequence", min_size=1))
-def gpt_tiny(input_shape: tuple[int, ...], num_classes: int, *, n_layer: int = 4, n_head: int = 4,
-             d_model: int = 128, mlp_ratio: int = 4, dropout: float = 0.0) -> nn.Module:
+def gpt_tiny(input_shape: tuple[int, ...], num_classes: int, *, n_layer: int = 2, n_head: int = 4,
+             d_model: int = 64, mlp_ratio: int = 4, dropout: float = 0.0) -> nn.Module:
     """Decoder-only transformer over ``input_shape = (block_size,)`` token ids; ``num_classes`` = vocabulary."""
     if len(input_shape) != 1:
         raise ConfigError(f"model=gpt_tiny needs token-id inputs of shape (block_size,); got input_shape={input_shape}")
@@ -114,3 +114,6 @@ def gpt_tiny(input_shape: tuple[int, ...], num_classes: int, *, n_layer: int = 4
         raise ConfigError(f"model.dropout={dropout!r} must be a number in [0, 1)")
     return GPT(num_classes, input_shape[0], n_layer=n_layer, n_head=n_head, d_model=d_model,
                mlp_ratio=mlp_ratio, dropout=float(dropout))
+
+
+gpt_tiny.task = "language_modeling"  # type: ignore[attr-defined]  # read by prunebench.models.model_task

@@ -94,3 +94,6 @@ def smollm2_135m(input_shape: tuple[int, ...], num_classes: int, *, source: str 
             f"model=smollm2_135m predicts {vocab} tokens but the data has num_classes={num_classes}; "
             "use data.tokenizer=smollm2")
     return net
+
+
+smollm2_135m.task = "language_modeling"  # type: ignore[attr-defined]  # read by prunebench.models.model_task
