@@ -2,7 +2,8 @@
 
 Trains ``gpt_tiny`` (default 2x64) for ``--steps`` Adam steps per seed, then prunes copies of
 the dense model's decoder Linear layers one-shot (no retraining) at each sparsity and prints
-validation perplexity (mean ± std over seeds) per method. The LM head, embeddings and
+validation perplexity (mean ± std over seeds) per method (see METHODS: the comparison group,
+per layer or per output row, is varied apart from the score). The LM head, embeddings and
 LayerNorms stay dense. Calibration: 8 batches of 32 training blocks of 64 characters.
 
 Usage: python benchmarks/lm_tiny_oneshot.py [--steps 800] [--seeds 0 1 2]
@@ -22,9 +23,15 @@ from prunebench.engine.module import evaluate, perplexity, token_loss
 from prunebench.models import build_model
 from prunebench.pruning import sparsegpt
 from prunebench.pruning.allocation import allocate
+from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.criteria.wanda import prune_sequential
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import prunable_weights
+
+
+#: magnitude: |W| per layer; magnitude_row: |W| per output row; wanda: |W|·‖X‖ per row,
+#: sequential (official); wanda_layer: |W|·‖X‖ from the dense model, per layer; sparsegpt.
+METHODS = ("magnitude", "magnitude_row", "wanda", "wanda_layer", "sparsegpt")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,26 +64,30 @@ def main(argv: list[str] | None = None) -> None:
         targets = prunable_weights(net, prune_output=False)
         ones = Mask.ones_like(net, [t.param_name for t in targets])
         for s in args.sparsities:
-            for method in ("magnitude", "wanda", "sparsegpt"):
+            for method in METHODS:
                 pruned = copy.deepcopy(net)
-                if method == "magnitude":
-                    params = dict(pruned.named_parameters())
-                    allocate({n: params[n].abs() for n in ones}, ones, s, "layer").apply(pruned)
+                params = dict(pruned.named_parameters())
+                if method in ("magnitude", "magnitude_row"):
+                    scope = "layer" if method == "magnitude" else "row"
+                    allocate({n: params[n].abs() for n in ones}, ones, s, scope).apply(pruned)
+                elif method == "wanda_layer":
+                    ctx = ScoreContext(mask=ones, batches=batches)
+                    allocate(get_criterion("wanda").fn(pruned, targets, ctx), ones, s, "layer").apply(pruned)
                 elif method == "wanda":
                     prune_sequential(pruned, targets, batches, s)
                 else:
                     sparsegpt.prune(pruned, targets, batches, s)
                 _, loss = evaluate(pruned, dm.val_dataloader())
                 res.setdefault((method, s), []).append(perplexity(loss))
-    print(f"\n{'sparsity':>8} " + " ".join(f"{m:>18}" for m in ("magnitude", "wanda", "sparsegpt")))
+    print(f"\n{'sparsity':>8} " + " ".join(f"{m:>18}" for m in METHODS))
     dense = res[("dense", 0.0)]
     print(f"{'dense':>8} {statistics.mean(dense):>18.2f}")
     for s in args.sparsities:
         cells = []
-        for m in ("magnitude", "wanda", "sparsegpt"):
+        for m in METHODS:
             v = res[(m, s)]
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            cells.append(f"{statistics.mean(v):>10.2f} ± {sd:<5.2f}")
+            cells.append(f"{statistics.mean(v):>11.2f} ± {sd:<4.2f}")
         print(f"{s:>8.0%} " + " ".join(cells))
     print(f"(val perplexity per character, {len(args.seeds)} seed(s); total {time.perf_counter() - t0:.0f} s)")
 

@@ -127,7 +127,7 @@ def row_keep(scores: torch.Tensor, keep: torch.Tensor, sparsity: float) -> torch
     s = torch.nan_to_num(scores.detach().float().reshape(scores.shape[0], -1).cpu(), nan=float("-inf"))
     k = keep.reshape(keep.shape[0], -1).cpu()
     s = s.masked_fill(~k, float("-inf"))
-    n_prune = max(round(sparsity * s.shape[1]), int((~k).sum(1).max()) if k.numel() else 0)
+    n_prune = round(sparsity * s.shape[1])  # earlier prunes sort first; a row past its quota stays pruned (& k)
     order = torch.argsort(s, dim=1, stable=True)
     out = torch.ones_like(k)
     out.scatter_(1, order[:, :n_prune], False)
