@@ -15,6 +15,11 @@ Methods (all as in their official code, see prunebench.pruning.*):
 
 Usage: python benchmarks/llm_prune.py [--eval-blocks 4] [--calib-blocks 4] [--block-size 512]
 Prints one row per (method, sparsity) and the process's peak resident memory.
+
+Measured (defaults; 22 min on a shared 2-core machine, one thread), test perplexity:
+  dense 39.68 | 50%: magnitude 531.6, wanda 78.3, sparsegpt 76.0 | 60%: 7930, 140.0, 116.2
+  2:4: magnitude 1931, wanda 168.1, sparsegpt 107.6 | 70%: wanda 465.4, owl_wanda 444.4
+  peak resident memory 2.97 GB; all four expected orders PASS.
 """
 
 from __future__ import annotations
