@@ -223,9 +223,11 @@ def test_owl_allocation_prunes_rows_at_block_sparsity():
     mask = Mask({n: torch.ones_like(s, dtype=torch.bool) for n, s in scores.items()})
     out = allocate(scores, mask, 0.5, "owl")
     per = owl_sparsities(scores, 0.5)
+    assert mask.numel - out.nonzero == round(0.5 * mask.numel)  # exact overall
     for n, k in out.items():
-        assert k.sum(1).tolist() == [16 - round(per[n] * 16)] * 8
-    assert out.sparsity == pytest.approx(0.5, abs=1 / 16)
+        pruned = (~k).sum(1)
+        assert abs(int(pruned.sum()) - per[n] * k.numel()) <= 1  # the block's sparsity, to a weight
+        assert int(pruned.max() - pruned.min()) <= 1  # compared per output row
     same = allocate_owl(_block_scores([3, 3, 3]), mask, 0.5)  # equal ratios: uniform
     assert same.layer_sparsity() == pytest.approx({n: 0.5 for n in mask})
 

@@ -7,9 +7,9 @@ Blocks with many outlier scores are pruned less. Following the official code
    concatenate the scores of all its pruned layers (Wanda's ``|W|·‖X‖`` in the paper) and
    take the outlier ratio ``D_l`` = fraction of scores above ``M × mean`` (``M = 5``).
 2. Rescale the ratios to ``[0, 2λ]`` (``λ = 0.08``), subtract their mean, and set block
-   density ``1 - target + (D̃_l - mean D̃)``: sparsities lie in ``target ± λ`` and their
-   unweighted mean over blocks is the target (the parameter-weighted mean too, when the
-   blocks are of equal size as in a transformer; :func:`owl_sparsities` reports both).
+   density ``1 - target + (D̃_l - mean D̃)``: sparsities span ``2λ`` around the target,
+   whose mean over blocks is the target (weighted by block size here; the official plain
+   mean is the same for a transformer's equal blocks). Counts are exact overall.
 3. Inside each layer the weights are compared per output row (Wanda's group) at the
    block's sparsity (:func:`prunebench.pruning.criteria.wanda.row_keep`).
 
@@ -42,24 +42,43 @@ def outlier_ratio(scores: torch.Tensor, m: float = M_DEFAULT) -> float:
 
 def owl_sparsities(scores: Mapping[str, torch.Tensor], target: float, *, m: float = M_DEFAULT,
                    lam: float = LAMBDA_DEFAULT) -> dict[str, float]:
-    """Sparsity of every tensor (param name → fraction): its block's OWL sparsity around ``target``."""
+    """Sparsity of every tensor (param name → fraction): its block's OWL sparsity around ``target``.
+
+    The official code centres the block densities on ``1 - target`` by their plain mean; here
+    the mean is weighted by block size, so the model as a whole is at ``target`` also when
+    blocks differ in size (identical for a transformer's equal blocks).
+    """
     groups: dict[str, list[str]] = {}
     for name in scores:
         groups.setdefault(block_key(name.removesuffix(".weight")), []).append(name)
     ratios = torch.tensor([outlier_ratio(torch.cat([scores[n].flatten() for n in names]), m)
                            for names in groups.values()], dtype=torch.float64)
+    sizes = torch.tensor([sum(scores[n].numel() for n in names) for names in groups.values()], dtype=torch.float64)
     spread = ratios.max() - ratios.min()
     scaled = (ratios - ratios.min()) / spread * (2 * lam) if spread > 0 else torch.zeros_like(ratios)
-    density = scaled - scaled.mean() + (1.0 - target)
+    density = scaled - (scaled * sizes).sum() / sizes.sum() + (1.0 - target)
     sparsity = (1.0 - density).clamp(0.0, 0.99)  # the official code clips to [0.01, 0.99] density
     return {n: float(s) for s, names in zip(sparsity, groups.values(), strict=True) for n in names}
 
 
 def allocate_owl(scores: Mapping[str, torch.Tensor], mask: Mask, target: float, *, m: float = M_DEFAULT,
                  lam: float = LAMBDA_DEFAULT) -> Mask:
-    """``pruning.scope=owl``: per-block sparsities from outlier ratios, per-row comparison inside."""
+    """``pruning.scope=owl``: per-block sparsities from outlier ratios, per-row comparison inside.
+
+    Counts are exact overall: ``round(target · total)`` weights go, split over tensors in
+    proportion to their OWL sparsities by largest remainder (never more than a tensor has).
+    """
     per = owl_sparsities({n: scores[n] for n in mask}, target, m=m, lam=lam)
-    return Mask({n: row_keep(scores[n], keep, per[n]) for n, keep in mask.items()})
+    share = {n: per[n] * mask[n].numel() for n in mask}
+    counts = {n: int(share[n]) for n in mask}
+    short = round(target * mask.numel) - sum(counts.values())
+    for n in sorted(mask, key=lambda n: -(share[n] - int(share[n]))):  # stable: ties by position
+        if short <= 0:
+            break
+        if counts[n] < mask[n].numel():
+            counts[n] += 1
+            short -= 1
+    return Mask({n: row_keep(scores[n], keep, per[n], counts[n]) for n, keep in mask.items()})
 
 
 def mean_sparsity(per: Mapping[str, float], sizes: Mapping[str, int]) -> float:

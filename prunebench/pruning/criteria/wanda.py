@@ -118,19 +118,25 @@ def wanda(model: nn.Module, targets: list[Prunable], ctx: ScoreContext) -> Score
 # not across the layer or the network; ``pruning.scope=row`` does that for any criterion.
 
 
-def row_keep(scores: torch.Tensor, keep: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep-mask removing the ``round(sparsity · in)`` lowest scores of every output row.
+def row_keep(scores: torch.Tensor, keep: torch.Tensor, sparsity: float, n_total: int | None = None) -> torch.Tensor:
+    """Keep-mask removing the lowest scores of every output row, the same number per row.
 
-    Rows are ``weight[o]`` flattened (all input positions of output ``o``); weights already
-    pruned (``keep`` False) go first and count towards the row's quota (ties by position).
+    Rows are ``weight[o]`` flattened (all input positions of output ``o``). The tensor loses
+    ``n_total`` weights (default ``round(sparsity · numel)``, so counts are exact as for
+    ``scope=layer``): ``n_total // rows`` per row, one more in the first ``n_total % rows``
+    rows. Weights already pruned (``keep`` False) sort first and count towards their row's
+    quota; a row already past its quota stays as it is (masks never regrow). Ties by position.
     """
     s = torch.nan_to_num(scores.detach().float().reshape(scores.shape[0], -1).cpu(), nan=float("-inf"))
     k = keep.reshape(keep.shape[0], -1).cpu()
     s = s.masked_fill(~k, float("-inf"))
-    n_prune = round(sparsity * s.shape[1])  # earlier prunes sort first; a row past its quota stays pruned (& k)
+    rows, cols = s.shape
+    total = round(sparsity * s.numel()) if n_total is None else int(n_total)
+    quota = torch.full((rows, 1), total // rows)
+    quota[: total % rows] += 1
     order = torch.argsort(s, dim=1, stable=True)
-    out = torch.ones_like(k)
-    out.scatter_(1, order[:, :n_prune], False)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(cols).expand(rows, cols).contiguous())
+    out = rank >= quota
     return (out & k).view_as(keep).to(keep.device)
 
 
