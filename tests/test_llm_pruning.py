@@ -273,3 +273,22 @@ def test_block_inputs_refuse_blocks_with_work_in_between():
     assert calibration._block_inputs(net, ["blocks.0", "blocks.1"], [(torch.randn(3, 4),)]) is None
     mask = sparsegpt.prune(net, prunable_weights(net, prune_output=False), [(torch.randn(8, 4),)], 0.5)
     assert math.isclose(mask.sparsity, 0.5)
+
+
+def test_sparsegpt_validate_names_what_it_cannot_prune():
+    from types import SimpleNamespace
+
+    def spec(structure="unstructured", schedule="one_shot", scope="layer"):
+        return SimpleNamespace(model=SimpleNamespace(name="m"), pruning=SimpleNamespace(structure=structure, scope=scope),
+                               schedule=SimpleNamespace(name=schedule))
+
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match="prunes nn.Linear layers only; model='m' has 0"):
+        sparsegpt.validate(conv, prunable_weights(conv), spec(), torch.zeros(1))
+    lin = _two_blocks()
+    t = prunable_weights(lin)
+    sparsegpt.validate(lin, t, spec(scope="owl"), torch.zeros(1))
+    with pytest.raises(ConfigError, match="schedule=gradual"):
+        sparsegpt.validate(lin, t, spec(schedule="gradual"), torch.zeros(1))
+    with pytest.raises(ConfigError, match="pruning.scope='global' is not supported; valid: layer, owl"):
+        sparsegpt.validate(lin, t, spec(scope="global"), torch.zeros(1))

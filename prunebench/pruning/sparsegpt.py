@@ -138,3 +138,17 @@ def prune(net: nn.Module, targets: Sequence[Prunable], batches: Sequence[Any], s
         return keep
 
     return sequential(net, targets, batches, prune_layer, gram=True)
+
+
+def validate(net: nn.Module, targets: list[Prunable], spec: Any, example: torch.Tensor) -> None:
+    """Reject, before any training, what SparseGPT cannot prune (for ``register_criterion(validate=...)``)."""
+    bad = [t.module_name for t in targets if t.kind != "linear"]
+    if bad:
+        raise ConfigError(f"pruning.method=sparsegpt prunes nn.Linear layers only; model={spec.model.name!r} has "
+                          f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}; use pruning.method=wanda or magnitude")
+    if spec.pruning.structure not in ("unstructured", "nm"):
+        raise ConfigError(f"pruning.method=sparsegpt supports pruning.structure=unstructured or nm; got {spec.pruning.structure!r}")
+    if spec.schedule.name == "gradual":
+        raise ConfigError("pruning.method=sparsegpt prunes one-shot per level; schedule=gradual is not supported")
+    if spec.pruning.scope not in ("layer", "owl"):
+        raise ConfigError(f"pruning.method=sparsegpt: pruning.scope={spec.pruning.scope!r} is not supported; valid: layer, owl")
