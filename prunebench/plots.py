@@ -348,6 +348,24 @@ def accuracy_vs_sparsity(df: pd.DataFrame, ax: Axes | None = None, metric: str =
     return _finish(ax, _axis_name(x), _axis_name(metric))
 
 
+def perplexity_vs_sparsity(df: pd.DataFrame, ax: Axes | None = None, split: str = "test",
+                           x: str = "sparsity") -> Axes:
+    """Language models: perplexity vs sparsity on a log axis, mean ± std over seeds, dense dashed.
+
+    Reads ``<split>_ppl``, or ``exp(<split>_loss)`` (mean token cross-entropy) when the table
+    has no perplexity column. Sparsity in %.
+    """
+    col = f"{split}_ppl"
+    d = df
+    if col not in df.columns:
+        _check_metric(df, f"{split}_loss", x)
+        d = df.assign(**{col: np.exp(pd.to_numeric(df[f"{split}_loss"], errors="coerce").astype("float64"))})
+    ax = accuracy_vs_sparsity(d, ax, metric=col, x=x)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{split} perplexity (log scale)", fontsize=FONT["label"])
+    return ax
+
+
 def _percent_ticks(value: float, _pos: int) -> str:
     return f"{value:g}"
 

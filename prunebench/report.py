@@ -311,6 +311,9 @@ def _curve_figures(df: pd.DataFrame, w: _Writer) -> None:
              no_pruned or (None if _finite(df, "latency_ms") else "no measured latency in the table"))
     if _finite(df, "speedup_measured_sparse"):  # only runs that timed sparse kernels: no skip note otherwise
         w.figure("sparse_speedup", lambda: plots.sparse_speedup_vs_sparsity(df))
+    if "task" in df and (df["task"] == "language_modeling").any():  # language models: perplexity, log axis
+        lm = df[df["task"] == "language_modeling"]
+        w.figure("perplexity_vs_sparsity", lambda: plots.perplexity_vs_sparsity(lm))
     has_dense = _finite(df[df["level"].astype("Int64").fillna(-1) == 0], "test_acc", pruned_only=False)
     w.figure("pruning_drop", lambda: plots.pruning_drop(df),
              no_pruned or (None if _finite(df, "acc_pruned") else "no acc_pruned in the table")

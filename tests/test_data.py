@@ -63,9 +63,10 @@ def synthetic(**kwargs) -> TensorDataModule:
 
 
 def test_registry_and_unknown_name() -> None:
-    assert list_datasets(external=False) == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "synthetic"]
-    assert list_datasets() == ["cifar10", "custom", "fashion_mnist", "imagefolder", "mnist", "mnist1d", "synthetic",
-                               "torchvision"]
+    assert list_datasets(external=False) == ["cifar10", "fashion_mnist", "mnist", "mnist1d", "shakespeare",
+                                             "synthetic"]
+    assert list_datasets() == ["cifar10", "custom", "fashion_mnist", "imagefolder", "mnist", "mnist1d", "shakespeare",
+                               "synthetic", "torchvision"]
     assert list_datasets("*mnist") == ["fashion_mnist", "mnist"]
     with pytest.raises(ConfigError, match=r"data='imagenet' is not a known name; valid: cifar10, .*mnist1d"):
         build_datamodule("imagenet")

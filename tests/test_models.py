@@ -12,7 +12,7 @@ import yaml
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.models import build_model, list_models, model_fits, model_kwargs
+from prunebench.models import build_model, list_models, model_fits, model_kwargs, model_task
 
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -25,6 +25,10 @@ NUM_CLASSES = 7
 PLAIN = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)
 
 
+# Classifiers of float inputs; language models (token ids in, [B, T, V] out) are tested in test_llm_models.py.
+CLASSIFIERS = [n for n in list_models(external=False) if model_task(n) == "classification"]
+
+
 def canonical_shape(name: str) -> tuple[int, ...]:
     return next(s for s in SHAPES if model_fits(name, s))
 
@@ -34,7 +38,7 @@ def run(model: nn.Module, shape: tuple[int, ...], batch: int = 2) -> torch.Tenso
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 @pytest.mark.integration
 def test_model_on_shape(name: str, shape: tuple[int, ...]) -> None:
     if not model_fits(name, shape):
@@ -56,7 +60,7 @@ def test_model_on_shape(name: str, shape: tuple[int, ...]) -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_plain_unshared_modules(name: str) -> None:
     model = build_model(name, canonical_shape(name), NUM_CLASSES)
     for mod_name, m in model.named_modules():
@@ -67,7 +71,7 @@ def test_plain_unshared_modules(name: str) -> None:
     assert len(list(model.named_parameters(remove_duplicate=False))) == len(list(model.parameters()))
 
 
-@pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_deterministic_given_seed(name: str) -> None:
     shape = canonical_shape(name)
     torch.manual_seed(3)
@@ -77,7 +81,7 @@ def test_deterministic_given_seed(name: str) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 @pytest.mark.integration
 def test_smallest_accepted_input_runs(name: str) -> None:
     """The smallest shape model_fits accepts really runs, also non-square and odd-sized."""
@@ -93,7 +97,7 @@ def test_smallest_accepted_input_runs(name: str) -> None:
         assert run(build_model(name, shape, NUM_CLASSES), shape).shape == (2, NUM_CLASSES), shape
 
 
-@pytest.mark.parametrize("name", list_models(external=False))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_config_file_matches_factory(name: str) -> None:
     """conf/model/<name>.yaml exists and repeats the factory's kwargs with their defaults."""
     cfg = yaml.safe_load((CONF_MODEL / f"{name}.yaml").read_text())

@@ -21,6 +21,7 @@ from prunebench.data.custom import LoaderDataModule, custom_datamodule
 from prunebench.data.imagefolder import ImageFolder, image_folder
 from prunebench.data.mnist import MNIST, FashionMNIST
 from prunebench.data.mnist1d import MNIST1D
+from prunebench.data.shakespeare import Shakespeare
 from prunebench.data.synthetic import Synthetic
 from prunebench.data.tvdata import TorchvisionData
 from prunebench.errors import ConfigError
@@ -28,7 +29,7 @@ from prunebench.registry import Registry
 
 #: name → TensorDataModule subclass; its keyword defaults are the data set's defaults.
 DATASETS: Registry[type[TensorDataModule]] = Registry("data")
-for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, TorchvisionData):
+for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, TorchvisionData, Shakespeare):
     DATASETS.register(_cls.name)(_cls)
 # Factories, not classes: they return an in-memory module or a streaming adapter.
 DATASETS.register("imagefolder")(image_folder)  # type: ignore[arg-type]
@@ -70,6 +71,7 @@ __all__ = [
     "EXTERNAL",
     "MNIST",
     "MNIST1D",
+    "Shakespeare",
     "FashionMNIST",
     "ImageFolder",
     "LoaderDataModule",

@@ -185,6 +185,8 @@ class TensorDataModule(pl.LightningDataModule):
 
     #: Registry name, set by each subclass.
     name: ClassVar[str] = ""
+    #: classification, or language_modeling (targets are the next tokens; see engine/module.py)
+    task: ClassVar[str] = "classification"
 
     def __init__(
         self,

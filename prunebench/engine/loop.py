@@ -26,7 +26,7 @@ from prunebench import metrics, seeding
 from prunebench.data import build_datamodule
 from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
 from prunebench.engine.fit import device_of, fit
-from prunebench.engine.module import Classifier, DivergedError, evaluate
+from prunebench.engine.module import Classifier, DivergedError, evaluate, perplexity, task_of
 from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
 from prunebench.engine.structures import LevelInputs, Structure, TicketBranch, structure_for, ticket_spec
 from prunebench.errors import ConfigError
@@ -197,7 +197,7 @@ class Run:
             test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
             row = self._base_row(0, 0.0) | self._cost_row(net, mask, example, dense_level=True) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
-                "acc_pruned": test_acc, "acc_pruned_val": val_acc,
+                "acc_pruned": test_acc, "acc_pruned_val": val_acc, **self._task_columns(val_loss, test_loss, test_loss),
                 "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
                 "epochs_finetune": 0,
             }
@@ -224,7 +224,7 @@ class Run:
             # Gradual: the level starts at the plan's initial sparsity; the fine-tune raises it.
             net, mask = self.structure.prune(net, mask, gradual.plan.initial if gradual else target, inputs)
             acc_pruned_val, _ = evaluate(net, self.dm.val_dataloader(), self.device)
-            acc_pruned, _ = evaluate(net, self.dm.test_dataloader(), self.device)
+            acc_pruned, loss_pruned = evaluate(net, self.dm.test_dataloader(), self.device)
             if isinstance(self.structure, TicketBranch):
                 previous_mask = Mask.ones_like(net, list(mask))  # a branch's random mask is drawn afresh
             ctx = RetrainContext(spec, k, dense.init_state, dense.rewind_state, inputs.generator,
@@ -257,6 +257,7 @@ class Run:
             row = self._base_row(k, target) | self._cost_row(net, mask, example) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": acc_pruned, "acc_pruned_val": acc_pruned_val,
+                **self._task_columns(val_loss, test_loss, loss_pruned),
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
             if gradual is not None:
@@ -286,6 +287,14 @@ class Run:
 
             log_level_summary(loggers, row)
             finish(loggers)
+
+    def _task_columns(self, val_loss: float, test_loss: float, loss_pruned: float) -> dict[str, Any]:
+        """Language models: ``*_acc`` are next-token accuracies; perplexities beside the losses."""
+        task = task_of(self.dm)
+        if task != "language_modeling":
+            return {"task": task}
+        return {"task": task, "val_ppl": perplexity(val_loss), "test_ppl": perplexity(test_loss),
+                "ppl_pruned": perplexity(loss_pruned)}
 
     def _finish_level(self, k: int, row: dict[str, Any]) -> None:
         if self.progress is not None:

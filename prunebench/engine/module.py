@@ -1,4 +1,9 @@
-"""The LightningModule that trains classifiers, with masks enforced exactly.
+"""The LightningModule that trains classifiers and language models, with masks enforced exactly.
+
+Language models are classifiers of every position: logits ``[B, T, V]`` and targets
+``[B, T]`` are flattened to ``[B*T, V]`` / ``[B*T]`` (``token_loss``), so the loss is the
+mean token cross-entropy and "accuracy" the next-token accuracy; classification takes the
+same code path unchanged.
 
 Masks never regrow: after every optimizer step the pruned weights are multiplied by
 their mask, and before it their gradients are. Zeroing the gradients keeps Adam's
@@ -27,6 +32,38 @@ from prunebench.pruning.mask import Mask
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+#: What a data module's ``task`` may be. Classification: logits ``[B, C]``, targets ``[B]``.
+#: Language modelling: logits ``[B, T, V]``, targets ``[B, T]`` (the next tokens); losses and
+#: accuracies are then per token ("accuracy" = next-token accuracy, loss = mean token
+#: cross-entropy, perplexity = exp(loss)).
+TASKS = ("classification", "language_modeling")
+
+
+def task_of(dm: Any) -> str:
+    """The task a data module declares (``dm.task``), ``classification`` if it declares none."""
+    return getattr(dm, "task", "classification")
+
+
+def _flat(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ``([N, V], [N])`` from sequence logits ``[B, T, V]``; classification passes through."""
+    if logits.dim() == 3:
+        return logits.flatten(0, 1), y.flatten()
+    return logits, y
+
+
+def token_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy for ``[B, C]`` / ``[B]`` (classification, unchanged) or ``[B, T, V]`` / ``[B, T]``."""
+    logits, y = _flat(logits, y)
+    return nn.functional.cross_entropy(logits, y, reduction=reduction)
+
+
+def perplexity(loss: float) -> float:
+    """``exp(mean token cross-entropy)``; inf when it overflows, nan for nan."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 class DivergedError(RuntimeError):
@@ -149,7 +186,7 @@ class Classifier(pl.LightningModule):
         logits = self.net(x)
         if self._classes is None:  # once: the divergence limit scales with ln(classes)
             self._classes = logits.shape[-1]
-        loss = nn.functional.cross_entropy(logits, y)
+        loss = token_loss(logits, y)
         if self._plain_precision:
             loss.backward()
         else:
@@ -210,7 +247,7 @@ class Classifier(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.net(x)
+        logits, y = _flat(self.net(x), y)
         loss = nn.functional.cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(1) == y).sum()
         self._val_correct = correct if self._val_correct is None else self._val_correct + correct
@@ -273,7 +310,11 @@ def _has_fused(cls: Any) -> bool:
 
 @torch.inference_mode()
 def evaluate(net: nn.Module, loader: Any, device: torch.device | str | None = None) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``net`` over ``loader``; plain PyTorch, no Trainer."""
+    """(accuracy, mean cross-entropy) of ``net`` over ``loader``; plain PyTorch, no Trainer.
+
+    For sequence logits ``[B, T, V]`` both are per token (next-token accuracy, mean token
+    loss; :func:`perplexity` of the loss is the perplexity).
+    """
     was_training = net.training
     net.eval()
     dev = torch.device(device) if device is not None else next(net.parameters()).device
@@ -283,7 +324,7 @@ def evaluate(net: nn.Module, loader: Any, device: torch.device | str | None = No
     try:
         for x, y in loader:
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            logits = net(x)
+            logits, y = _flat(net(x), y)
             loss += nn.functional.cross_entropy(logits, y, reduction="sum").float()
             correct += (logits.argmax(1) == y).sum()
             count += y.numel()

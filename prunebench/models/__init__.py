@@ -24,7 +24,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.models import (  # noqa: F401  (imported to register)
-    cnn1d, convnets, external, lenet, mlp, residual_mlp, resnet, vgg,
+    cnn1d, convnets, external, gpt, hf, lenet, mlp, residual_mlp, resnet, vgg,
 )
 from prunebench.models.base import MODELS, Accepts, accepted_inputs, as_shape, register_model
 
@@ -38,6 +38,7 @@ __all__ = [
     "list_models",
     "model_fits",
     "model_kwargs",
+    "model_task",
     "register_model",
 ]
 
@@ -51,6 +52,11 @@ def list_models(pattern: str = "*", *, external: bool = True) -> list[str]:
     """Registered model names matching the glob ``pattern``, sorted (``external=False``:
     the built-in architectures only)."""
     return [n for n in MODELS.names(pattern) if external or n not in EXTERNAL]
+
+
+def model_task(name: str) -> str:
+    """``classification`` (logits ``[B, C]``) or ``language_modeling`` (token ids in, logits ``[B, T, V]`` out)."""
+    return getattr(MODELS.get(name), "task", "classification")
 
 
 def model_fits(name: str, input_shape: Sequence[int]) -> bool:

@@ -46,10 +46,12 @@ def mask_step(
     targets = [t for t in prunable_weights(net, prune_output=pruning.prune_output, prune_first=pruning.prune_first,
                                                 prune_bias=pruning.prune_bias)
                if t.param_name in mask]
+    crit = get_criterion(pruning.method)
+    if crit.reconstruct is not None and learned is None:
+        return _reconstruct(net, mask, target, pruning, targets, list(batches or []))
     if learned is not None:
         scores = learned
     else:
-        crit = get_criterion(pruning.method)
         ctx = ScoreContext(mask=mask, batches=list(batches or []), generator=generator, options=pruning.options,
                            target=None if nm else target, scope=pruning.scope)
         scores = crit.fn(net, targets, ctx)
@@ -66,3 +68,27 @@ def mask_step(
         return allocate_split(scores, mask, {"": target, out_name: output_rate_target(target, round_rate, out_rate)},
                               pruning.scope)
     return allocate(scores, mask, target, pruning.scope)
+
+
+def _reconstruct(net: nn.Module, mask: Mask, target: float, pruning: PruningSpec, targets: list[Any],
+                 batches: list[Any]) -> Mask:
+    """Methods that change the surviving weights as they prune (SparseGPT): weights updated in place."""
+    from prunebench.pruning.criteria import ScoreContext, get_criterion
+
+    crit = get_criterion(pruning.method)
+    nm = None
+    if pruning.structure == "nm":
+        from prunebench.pruning.nm import kept_per_group
+
+        m = int(pruning.options["m"])
+        nm = (kept_per_group(target, m), m)
+    sparsity: Any = target
+    if pruning.scope == "owl":  # per-layer sparsities from Wanda scores' outlier ratios
+        from prunebench.pruning.owl import owl_sparsities
+
+        scores = get_criterion("wanda").fn(net, targets, ScoreContext(mask=mask, batches=batches))
+        sparsity = owl_sparsities({n: scores[n] for n in mask}, target)
+    opts = pruning.options
+    keep = crit.reconstruct(net, targets, batches, sparsity, nm, mask=mask,
+                            blocksize=int(opts.get("blocksize", 128)), percdamp=float(opts.get("percdamp", 0.01)))
+    return Mask({n: keep[n].to(mask[n].device) if n in keep else mask[n] for n in mask})

@@ -53,6 +53,13 @@ REQUIRED: dict[str, str] = {
 #: Optional columns written when known.
 OPTIONAL: dict[str, str] = {
     "label": "string",  # curve label: "<method>/<schedule>/<retrain>[/<structure>]"
+    # classification | language_modeling; for language models *_acc are next-token
+    # accuracies and *_loss mean token cross-entropies, with perplexities exp(loss) beside them
+    "task": "string",
+    "val_ppl": "float64",
+    "test_ppl": "float64",
+    "ppl_pruned": "float64",
+    "precision": "string",  # trainer.precision the run trained with
     "experiment": "string",
     "val_loss": "float64",
     "acc_pruned_val": "float64",

@@ -72,6 +72,9 @@ class Criterion:
     needs_data: bool = False  # whether it needs calibration batches
     validate: ValidateFn | None = None
     learner: Callable[[list[Prunable]], ScoreLearner] | None = None  # scores learned in training
+    #: ``reconstruct(net, targets, batches, sparsity, nm, mask=...) -> Mask``: methods that change
+    #: the surviving weights as they prune (SparseGPT), instead of returning scores
+    reconstruct: Callable[..., Mask] | None = None
 
 
 CRITERIA: Registry[Criterion] = Registry("pruning.method")
@@ -83,9 +86,10 @@ def register_criterion(
     needs_data: bool = False,
     validate: ValidateFn | None = None,
     learner: Callable[[list[Prunable]], ScoreLearner] | None = None,
+    reconstruct: Callable[..., Mask] | None = None,
 ) -> Callable[[CriterionFn], CriterionFn]:
     def deco(fn: CriterionFn) -> CriterionFn:
-        CRITERIA.register(name)(Criterion(name, fn, needs_data, validate, learner))
+        CRITERIA.register(name)(Criterion(name, fn, needs_data, validate, learner, reconstruct))
         return fn
 
     return deco
@@ -103,3 +107,12 @@ from prunebench.pruning.criteria import snip as _snip  # noqa: E402,F401
 from prunebench.pruning.criteria import synflow as _synflow  # noqa: E402,F401
 from prunebench.pruning.criteria import taylor as _taylor  # noqa: E402,F401
 from prunebench.pruning.criteria import wanda as _wanda  # noqa: E402,F401
+from prunebench.pruning import sparsegpt as _sparsegpt  # noqa: E402
+
+
+def _sparsegpt_scores(model: nn.Module, targets: list[Prunable], ctx: ScoreContext) -> Scores:
+    raise RuntimeError("sparsegpt reconstructs weights as it prunes: the mask step calls its reconstruct")
+
+
+register_criterion("sparsegpt", needs_data=True, validate=_sparsegpt.validate,
+                   reconstruct=_sparsegpt.prune)(_sparsegpt_scores)

@@ -111,3 +111,78 @@ def wanda(model: nn.Module, targets: list[Prunable], ctx: ScoreContext) -> Score
         w = params[t.param_name].detach()
         out[t.param_name] = w.abs().float() * sums[t.module_name].sqrt().to(w.device)
     return out
+
+
+# ---- Wanda's comparison group: per output row -------------------------------------------
+# The paper (Sun et al. 2024, Sec. 3) compares weights within each output row of a layer,
+# not across the layer or the network; ``pruning.scope=row`` does that for any criterion.
+
+
+def row_keep(scores: torch.Tensor, keep: torch.Tensor, sparsity: float, n_total: int | None = None) -> torch.Tensor:
+    """Keep-mask removing the lowest scores of every output row, the same number per row.
+
+    Rows are ``weight[o]`` flattened (all input positions of output ``o``). The tensor loses
+    ``n_total`` weights (default ``round(sparsity · numel)``, so counts are exact as for
+    ``scope=layer``): ``n_total // rows`` per row, one more in the first ``n_total % rows``
+    rows. Weights already pruned (``keep`` False) sort first and count towards their row's
+    quota; a row already past its quota stays as it is (masks never regrow). Ties by position.
+    """
+    s = torch.nan_to_num(scores.detach().float().reshape(scores.shape[0], -1).cpu(), nan=float("-inf"))
+    k = keep.reshape(keep.shape[0], -1).cpu()
+    s = s.masked_fill(~k, float("-inf"))
+    rows, cols = s.shape
+    total = round(sparsity * s.numel()) if n_total is None else int(n_total)
+    quota = torch.full((rows, 1), total // rows)
+    quota[: total % rows] += 1
+    order = torch.argsort(s, dim=1, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(cols).expand(rows, cols).contiguous())
+    out = rank >= quota
+    return (out & k).view_as(keep).to(keep.device)
+
+
+def allocate_row(scores: Any, mask: Any, target: float) -> Any:
+    """``pruning.scope=row``: every output row of every tensor pruned to ``target`` (Wanda's group)."""
+    from prunebench.pruning.mask import Mask
+
+    return Mask({n: row_keep(scores[n], keep, target) for n, keep in mask.items()})
+
+
+def _register_row_scope() -> None:
+    from prunebench.pruning.allocation import ALLOCATIONS
+
+    if "row" not in ALLOCATIONS.names():
+        ALLOCATIONS.register("row")(allocate_row)
+
+
+_register_row_scope()
+
+
+def wanda_layer_scores(weight: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+    """``|W_ij| · ‖X_j‖₂`` from the summed squared inputs ``sq = Σ_n x_nj²`` (``[in]``)."""
+    return weight.detach().abs().float() * sq.to(weight.device).sqrt().reshape(1, -1)
+
+
+def prune_sequential(net: nn.Module, targets: list[Prunable], batches: list[Any], sparsity: Any,
+                     nm: tuple[int, int] | None = None, *, mask: Any = None, score: str = "wanda") -> Any:
+    """Wanda as in its official code: per output row, block after block, each block's input
+    norms taken from the model with earlier blocks already pruned. Returns the keep-mask and
+    zeroes the pruned weights (no other weight changes).
+
+    ``sparsity``: a fraction or a mapping param name → fraction (OWL); ``nm=(n, m)`` for N:M
+    (``sparsity`` ignored); ``score="magnitude"`` uses ``|W|`` with the same groups.
+    """
+    from prunebench.pruning.calibration import InputStats, sequential
+    from prunebench.pruning.nm import nm_mask
+
+    def prune_layer(t: Prunable, module: nn.Module, stats: InputStats) -> torch.Tensor:
+        w = module.weight
+        keep = mask[t.param_name] if mask is not None and t.param_name in mask else torch.ones_like(w, dtype=torch.bool)
+        s = wanda_layer_scores(w, stats.sq) if score == "wanda" else w.detach().abs().float()
+        if nm is not None:
+            from prunebench.pruning.mask import Mask
+
+            return nm_mask({"w": s}, Mask({"w": keep}), nm[0], nm[1])["w"]
+        frac = sparsity[t.param_name] if isinstance(sparsity, dict) else sparsity
+        return row_keep(s, keep, float(frac))
+
+    return sequential(net, targets, batches, prune_layer)
