@@ -561,6 +561,11 @@ def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
 
             raise unknown_name("pruning.scope", scope, catalog.SCOPES)
     structure_cls = catalog.STRUCTURES.options(structure)
+    if "calibration_batches" in p and "calibration_batches" not in method_cls.keys():
+        # A study may set it for its data-driven variants (wanda, sparsegpt, ...); a method that
+        # sees no data does not read it, so it is dropped (not in identity, not recorded).
+        _int(p, "calibration_batches", "pruning", low=1, default=None)
+        p = {k: v for k, v in p.items() if k != "calibration_batches"}
     valid = PRUNING_COMMON + method_cls.keys() + structure_cls.keys()
     if p.get("prune_bias") is True and (structure != "unstructured" or method not in BIAS_CRITERIA):
         raise ConfigError(f"pruning.prune_bias=true needs pruning.structure=unstructured and a criterion that can "
