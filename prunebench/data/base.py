@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from prunebench.options import parse_bool, parse_int
 from prunebench.seeding import mix_seed
 from prunebench.errors import ConfigError
 
@@ -107,18 +108,15 @@ class TensorLoader:
 
 
 def check_int(key: str, value: Any, low: int | None = None) -> int:
-    """``value`` as an int, or ConfigError naming ``data.<key>`` and the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-        raise ConfigError(f"data.{key}={value!r} must be an integer")
+    """``value`` as an int, or ConfigError naming ``data.<key>`` and the value (the one integer parser)."""
+    value = parse_int(value, f"data.{key}")
     if low is not None and value < low:
         raise ConfigError(f"data.{key}={value!r} is out of range; expected an integer >= {low}")
-    return int(value)
+    return value
 
 
 def check_bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"data.{key}={value!r} must be true or false")
-    return value
+    return parse_bool(value, f"data.{key}")
 
 
 def check_val_size(value: Any) -> int | float:
