@@ -25,13 +25,12 @@ from typing import Any
 
 from prunebench.errors import ConfigError
 from prunebench.log import log
+from prunebench.paths import conf_dir
 from prunebench.spec import RunSpec, from_config
 
 # The configs: $PRUNEBENCH_CONF, else the source tree's top-level conf/ (a checkout or an
 # editable install), else the copy shipped inside the wheel as the package prunebench.conf.
-_SOURCE_CONF = Path(__file__).resolve().parent.parent / "conf"
-CONF_DIR = os.environ.get("PRUNEBENCH_CONF") or (
-    str(_SOURCE_CONF) if (_SOURCE_CONF / "config.yaml").is_file() else "pkg://prunebench.conf")
+CONF_DIR = conf_dir()
 
 #: Set once the task function runs: a SystemExit(1) before it is Hydra rejecting the command line.
 _STARTED = False
@@ -69,11 +68,20 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
     ``progress``: a :class:`prunebench.progress.Progress` (made here when the runs ask for one
     with ``trainer.progress``); ``mlflow_parent``: the MLflow run the runs nest under.
     """
-    from prunebench.engine.loop import Run, RunOutcome
-    from prunebench.results.store import DONE, read_rows
+    from prunebench.results.store import DONE, RunOutcome, read_rows, run_dir
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
+    paths = [run_dir(spec.root, spec.run_id) for spec in specs]
+    if all((p / DONE).exists() for p in paths):
+        # Nothing to do: every run is finished. Found without importing torch or Lightning
+        # (identity is computed from the typed spec and the packaged configs).
+        for i, (spec, path) in enumerate(zip(specs, paths, strict=True), start=1):
+            log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
+            outcomes.append(RunOutcome(spec.run_id, path, read_rows(path), True, "ok"))
+        return outcomes
+    from prunebench.engine.loop import Run
+
     own_progress = progress is None and bool(specs) and specs[0].trainer.progress
     if own_progress:
         from prunebench.progress import Progress

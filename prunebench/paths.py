@@ -8,6 +8,30 @@ from pathlib import Path
 
 from prunebench.errors import ConfigError
 
+_SOURCE_CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def conf_dir() -> str:
+    """The configs: $PRUNEBENCH_CONF, else the source tree's top-level conf/ (a checkout or an
+    editable install), else the copy shipped inside the wheel (``pkg://prunebench.conf``)."""
+    return os.environ.get("PRUNEBENCH_CONF") or (
+        str(_SOURCE_CONF) if (_SOURCE_CONF / "config.yaml").is_file() else "pkg://prunebench.conf")
+
+
+def group_file(group: str, name: str) -> Path | None:
+    """``conf/<group>/<name>.yaml`` wherever the configs live (None if there is none)."""
+    where = conf_dir()
+    if where.startswith("pkg://"):
+        from importlib import resources
+
+        try:
+            path = Path(str(resources.files("prunebench.conf") / group / f"{name}.yaml"))
+        except (ModuleNotFoundError, TypeError):
+            return None
+    else:
+        path = Path(where) / group / f"{name}.yaml"
+    return path if path.is_file() else None
+
 
 def check_writable_root(root: str | os.PathLike[str], key: str = "paths.root") -> Path:
     """Raise ConfigError unless results can be written under ``root`` (made if missing).

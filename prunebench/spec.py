@@ -410,7 +410,21 @@ def file_sha256(path: str, key: str) -> str:
 
 
 def _factory_defaults(kind: str, name: str) -> dict[str, Any]:
-    """Defaults declared by the factory behind a registry name (omitted from identity)."""
+    """The defaults a run's ``data``/``model`` keys are compared with (equal: left out of identity).
+
+    For a built-in entry, its packaged config ``conf/<kind>/<name>.yaml`` (read without
+    torch, so a relaunch can find finished runs without importing it; a unit test holds
+    each file equal to its factory's keyword defaults); otherwise the factory's signature.
+    """
+    from prunebench.paths import group_file
+
+    path = group_file(kind, name)
+    if path is not None and name not in ("custom", "torchvision", "imagefolder"):
+        import yaml
+
+        node = yaml.safe_load(path.read_text()) or {}
+        return {k: v for k, v in node.items() if k not in ("name", "defaults")
+                and not (isinstance(v, str) and "${" in v)}
     try:
         if kind == "model":
             from prunebench.models import MODELS

@@ -254,3 +254,28 @@ def test_pinned_run_ids(compose, name: str) -> None:
     got = spec_of(compose, *overrides).run_id
     assert got == want, (f"run id of {name!r} {overrides} moved: {want} -> {got}. Old results would no longer be "
                          f"found (or wrong ones reused). If deliberate, bump spec.IDENTITY_VERSION and update PINNED.")
+
+
+@pytest.mark.parametrize("kind", ["model", "data"])
+def test_packaged_defaults_equal_the_factories(kind: str) -> None:
+    """Identity compares data/model keys with the packaged YAML (no torch needed to find a
+    finished run); each file must state its factory's own keyword defaults."""
+    import inspect
+
+    from prunebench.spec import _eq, _factory_defaults
+
+    if kind == "model":
+        from prunebench.models import MODELS as REG
+    else:
+        from prunebench.data import DATASETS as REG
+    checked = 0
+    for name in REG.names():
+        if name in ("custom", "torchvision", "imagefolder"):
+            continue
+        params = inspect.signature(REG.get(name)).parameters
+        for key, value in _factory_defaults(kind, name).items():
+            if key in params and params[key].default is not inspect.Parameter.empty:
+                assert _eq(params[key].default, value), f"conf/{kind}/{name}.yaml {key}={value!r} but the factory " \
+                                                        f"defaults to {params[key].default!r}"
+                checked += 1
+    assert checked >= 10

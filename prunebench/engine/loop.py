@@ -39,6 +39,7 @@ from prunebench.pruning.mask import Mask
 from prunebench.pruning.schedules import per_round_rate
 from prunebench.pruning.targets import prunable_weights
 from prunebench.results import schema
+from prunebench.results.store import RunOutcome  # noqa: F401  (re-exported)
 from prunebench.results.store import (DONE, atomic_write_text, check_writable_root, level_dir, read_rows, run_dir,
                                       write_table)
 from prunebench.spec import RunSpec
@@ -46,15 +47,6 @@ from prunebench.spec import RunSpec
 #: Called after every finished level with (level, row); may raise to stop the run early
 #: (an Optuna pruner raises optuna.TrialPruned, recorded as status "pruned").
 LevelHook = Callable[[int, dict[str, Any]], None]
-
-
-@dataclass
-class RunOutcome:
-    run_id: str
-    path: Path
-    rows: pd.DataFrame
-    skipped: bool  # already finished: nothing was trained
-    status: str
 
 
 class Run:

@@ -35,6 +35,17 @@ from prunebench.results import schema
 from prunebench.results.lock import file_lock, run_lock  # noqa: F401 - the locks of a results root
 from prunebench.results.validate import Records, ResultsError, check_records, read_records
 
+@dataclass
+class RunOutcome:
+    """What executing (or finding finished) one run gave."""
+
+    run_id: str
+    path: Path
+    rows: pd.DataFrame
+    skipped: bool  # already finished: nothing was trained
+    status: str
+
+
 ROWS = "rows.csv"
 DONE = "DONE"
 CONFIG = "config.json"
