@@ -192,6 +192,12 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
                   "Test accuracy: mean [95% t interval] over seeds; `Δ dense` is pruned − dense, paired by "
                   "seed (each run against its own level 0), with its interval; n = seeds. One seed: no interval.",
                   "", plots.to_markdown(format_intervals(intervals))]
+    best = best_levels(df)
+    if len(best):
+        lines += ["", "## Best level under a budget", "",
+                  "Per run: the smallest model whose validation accuracy is within 1 point of its own dense "
+                  "level (chosen on validation only; test shown). Export it with "
+                  "`prunebench-export ROOT --run RUN --level K`.", "", plots.to_markdown(best)]
     if len(failed):
         lines += ["", f"## Failed or diverged ({failed['run_id'].nunique()} run(s))", ""]
         cols = [c for c in ("run_id", "label", "level", "status", "error") if c in failed.columns]
@@ -205,6 +211,25 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
         if len(table) else "% no pruned levels\n"
     atomic_write_text(out / "summary.tex", tex)
     result.written += [out / "summary.md", out / "summary.tex"]
+
+
+def best_levels(df: pd.DataFrame, max_drop: float = 0.01) -> pd.DataFrame:
+    """One row per run: the level :func:`prunebench.results.select.best_level` picks within ``max_drop``."""
+    from prunebench.errors import ConfigError
+    from prunebench.results.select import best_level
+
+    out = []
+    for run_id, rows in df.groupby("run_id", sort=True):
+        if not (rows["level"] > 0).any():
+            continue
+        try:
+            r = best_level(rows, max_drop=max_drop)
+        except ConfigError:
+            continue
+        out.append({"label": r.get("label"), "seed": r.get("seed"), "run": run_id, "level": int(r["level"]),
+                    "sparsity": f"{100 * float(r['sparsity']):.1f}%", "val_acc": f"{100 * float(r['val_acc']):.2f}",
+                    "test_acc": f"{100 * float(r['test_acc']):.2f}", "params_nonzero": r.get("params_nonzero")})
+    return pd.DataFrame(out)
 
 
 def interval_summary(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
