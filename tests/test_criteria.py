@@ -45,7 +45,7 @@ def mask_of(scores: dict[str, torch.Tensor], net: nn.Module, target: float, scop
 
 
 def test_registry_lists_every_criterion() -> None:
-    assert CRITERIA.names() == ["magnitude", "movement", "random", "snip", "synflow", "taylor", "wanda"]
+    assert CRITERIA.names() == ["magnitude", "movement", "random", "snip", "sparsegpt", "synflow", "taylor", "wanda"]
     with pytest.raises(ConfigError, match="pruning.method='snipp' is not a known name; valid: .*snip.*wanda"):
         get_criterion("snipp")
 
