@@ -302,3 +302,19 @@ def test_exploding_fine_tune_is_recorded_as_diverged(tmp_path: Path, capsys: pyt
     assert rows["status"].tolist() == ["ok", "diverged"]
     assert "exceeds 100 x ln(" in rows["error"].iloc[-1]
     assert "diverged" in err and (run / "DONE").exists()
+
+
+def test_failed_download_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.download=true without a network: one line naming the data set and root, exit 2."""
+    import urllib.error
+
+    from prunebench.data.synthetic import Synthetic
+
+    def offline(self) -> None:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(Synthetic, "prepare_data", offline)
+    err = bad(tmp_path, capsys)
+    assert "data='synthetic': could not get the data set into data.root=" in err
+    assert "URLError" in err and "Traceback" not in err

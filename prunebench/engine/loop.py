@@ -78,7 +78,15 @@ class Run:
             torch.set_num_threads(spec.trainer.threads)
         self.dm = build_datamodule(spec.data.name, seed=spec.seed, root=spec.data.kwargs.get("root", spec.data_dir),
                                    **{k: v for k, v in spec.data.kwargs.items() if k != "root"})
-        self.dm.prepare_data()
+        try:
+            self.dm.prepare_data()
+        except OSError as exc:  # a download that cannot reach its server (urllib's URLError is an OSError)
+            if isinstance(exc, ConfigError):
+                raise
+            root = spec.data.kwargs.get("root", spec.data_dir)
+            raise ConfigError(f"data={spec.data.name!r}: could not get the data set into data.root={str(root)!r} "
+                              f"({type(exc).__name__}: {getattr(exc, 'reason', exc)}); put its files there, or "
+                              f"check the network if data.download=true") from None
         self.dm.setup("fit")
         self.dm.to(self.device)
         net = self.build_net()
