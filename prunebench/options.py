@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from prunebench.errors import ConfigError
+from prunebench.errors import ConfigError, check_range
 
 O = TypeVar("O", bound="Options")
 
@@ -105,17 +105,8 @@ def _field_parser(tp: Any) -> tuple[Callable[[Any, str], Any], bool]:
 
 def _check_range(value: Any, key: str, meta: Mapping[str, Any]) -> None:
     low, high = meta.get("low"), meta.get("high")
-    if low is None and high is None:
-        return
-    ok = True
-    if low is not None:
-        ok &= value >= low if meta["low_inclusive"] else value > low
-    if high is not None:
-        ok &= value <= high if meta["high_inclusive"] else value < high
-    if not ok:
-        lo = "(-inf" if low is None else ("[" if meta["low_inclusive"] else "(") + f"{low:g}"
-        hi = "inf)" if high is None else f"{high:g}" + ("]" if meta["high_inclusive"] else ")")
-        raise ConfigError(f"{key}={value!r} is out of range; expected a value in {lo}, {hi}")
+    if low is not None or high is not None:
+        check_range(key, value, low, high, low_inclusive=meta["low_inclusive"], high_inclusive=meta["high_inclusive"])
 
 
 @dataclass(frozen=True)
