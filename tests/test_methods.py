@@ -454,3 +454,13 @@ def test_every_retrain_mode_with_every_schedule_end_to_end(compose, tmp_path, sc
     assert all(not (b[n] & ~a[n]).any() for a, b in zip(masks, masks[1:]) for n in a)
     if retrain == "none":
         assert (rows["acc_pruned"].iloc[1:] == rows["test_acc"].iloc[1:]).all()
+
+
+def test_early_stopping_point_is_the_epoch_of_minimum_validation_loss() -> None:
+    from prunebench.engine.loop import early_stop_columns
+
+    history = [{"epoch": 0, "val_loss": 0.9, "train_loss": 1.0}, {"epoch": 1, "val_loss": 0.5},
+               {"epoch": 2, "val_loss": 0.5}, {"epoch": 3, "val_loss": float("nan")}, {"epoch": 4, "val_loss": 0.7}]
+    assert early_stop_columns(history, 100) == {"early_stop_epoch": 2, "early_stop_iteration": 200,
+                                                "early_stop_val_loss": 0.5}
+    assert early_stop_columns([{"epoch": 0, "train_loss": 1.0}], 100) == {}

@@ -260,6 +260,7 @@ class Run:
                 **self._task_columns(val_loss, test_loss, loss_pruned),
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
+            row |= early_stop_columns(result.history, steps_per_epoch)
             if gradual is not None:
                 row |= {"gradual_end_step": gradual.plan.end, "gradual_prune_steps": len(gradual.history)}
             write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])
@@ -456,6 +457,21 @@ class Run:
         return (f"  [{self.spec.run_id}] level {k}/{n} sparsity {row['sparsity']:.3f} "
                 f"(target {row['target_sparsity']:.3f}): pruned acc {row['acc_pruned']:.3f} -> "
                 f"val {row['val_acc']:.3f} test {row['test_acc']:.3f}")
+
+
+def early_stop_columns(history: list[dict[str, Any]], steps_per_epoch: int) -> dict[str, Any]:
+    """The early-stopping point of a level's retraining: the epoch of minimum validation loss.
+
+    Frankle & Carbin plot this iteration per level (Figure 3 left); prunebench validates once
+    per epoch, so the iteration is counted at epoch ends (epoch x optimizer steps per epoch).
+    """
+    vals = [h for h in history if "val_loss" in h and math.isfinite(h["val_loss"])]
+    if not vals:
+        return {}
+    best = min(vals, key=lambda h: h["val_loss"])  # the first minimum
+    epoch = int(best["epoch"]) + 1
+    return {"early_stop_epoch": epoch, "early_stop_iteration": epoch * steps_per_epoch,
+            "early_stop_val_loss": float(best["val_loss"])}
 
 
 def _ok_levels(rows: pd.DataFrame) -> set[int]:

@@ -60,6 +60,11 @@ OPTIONAL: dict[str, str] = {
     "test_ppl": "float64",
     "ppl_pruned": "float64",
     "precision": "string",  # trainer.precision the run trained with
+    # the retraining's epoch of minimum validation loss (Frankle & Carbin's early-stopping
+    # iteration, counted at epoch ends: epoch x optimizer steps per epoch)
+    "early_stop_epoch": "Int64",
+    "early_stop_iteration": "Int64",
+    "early_stop_val_loss": "float64",
     "experiment": "string",
     "val_loss": "float64",
     "acc_pruned_val": "float64",
