@@ -116,7 +116,7 @@ class Structure:
 
         if (ld / "mask.pt").exists():
             Mask.load(ld / "mask.pt", net)
-        check_loadable(net, ld / "state.pt", f"level checkpoint")
+        check_loadable(net, ld / "state.pt", "level checkpoint")
 
     def cost_columns(self, net: nn.Module, large_latency: Callable[[nn.Module], float]) -> dict[str, Any]:
         return {}
