@@ -220,7 +220,7 @@ class Run:
             previous_mask = mask
             inputs = LevelInputs(k, seeding.generator(spec.seed, "criterion", k), self._calibration,
                                  round_rate=round_rate)
-            gradual = self._gradual(inputs) if spec.schedule.name == "gradual" else None
+            gradual = self._gradual(net, inputs) if spec.schedule.name == "gradual" else None
             # Gradual: the level starts at the plan's initial sparsity; the fine-tune raises it.
             net, mask = self.structure.prune(net, mask, gradual.plan.initial if gradual else target, inputs)
             acc_pruned_val, _ = evaluate(net, self.dm.val_dataloader(), self.device)
@@ -312,15 +312,17 @@ class Run:
         n = self.spec.pruning.calibration_batches
         return self.dm.calibration_batches(n) if n else []
 
-    def _gradual(self, inputs: LevelInputs) -> Any:
+    def _gradual(self, net: nn.Module, inputs: LevelInputs) -> Any:
         """The in-training pruning callback of a gradual level."""
         from prunebench.engine.gradual import GradualPruning
         from prunebench.pruning.criteria import get_criterion
 
         spec = self.spec
         crit = get_criterion(spec.pruning.method)
-        targets = [t for t in prunable_weights(self.build_net(), prune_output=spec.pruning.prune_output, prune_bias=spec.pruning.prune_bias,
-                                                prune_first=spec.pruning.prune_first) if t.param_name in self.targets]
+        # The level's own model (not a freshly built copy: no second initialisation per level).
+        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                prune_first=spec.pruning.prune_first, prune_bias=spec.pruning.prune_bias)
+                   if t.param_name in self.targets]
         learner = crit.learner(targets) if crit.learner is not None else None
         batches = self._calibration() if crit.needs_data and learner is None else None
         fixed = LevelInputs(inputs.level, inputs.generator, lambda: batches or [], inputs.round_rate)
