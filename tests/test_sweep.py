@@ -305,6 +305,25 @@ def test_stale_trial_is_failed_and_retried_with_its_parameters(tmp_path: Path) -
     assert fake.launched == [1, 2]
 
 
+@pytest.mark.integration
+def test_trial_killed_before_its_first_heartbeat_is_failed_and_retried(tmp_path: Path) -> None:
+    # A launch SIGKILLed between study.ask and its first heartbeat leaves a RUNNING trial with
+    # no heartbeat row, which Optuna never finds stale: the next launch must not wait for it forever.
+    space = parse_space({"x": "interval(0, 1)"})
+    s = settings(tmp_path, n_trials=2, n_jobs=1, heartbeat_interval=1, grace_period=2, max_retry=1)
+    orphan = _study(s).ask({"x": FloatDistribution(0, 1)})  # no heartbeat recorded
+    messages: list[str] = []
+    fake = FakeLauncher(s)
+    start = time.monotonic()
+    StudyDriver(s, space, fake, log=messages.append, poll_seconds=0.2).run()
+    assert time.monotonic() - start < 30
+    trials = optuna.load_study(study_name="s", storage=s.storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == orphan.number)
+    assert retry.params == orphan.params and retry.state == TrialState.COMPLETE
+    assert any(m.startswith("trial 0 is running without a heartbeat") for m in messages), messages
+
+
 # ---- the command line: preflight errors, grid relaunch ---------------------------------------
 
 def _prunebench(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:

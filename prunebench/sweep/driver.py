@@ -90,6 +90,19 @@ class _Heartbeats:
         self._thread.join(timeout=5)
 
 
+def _has_heartbeat(storage: Any, trial_id: int) -> bool:
+    """Whether ``trial_id`` has a heartbeat row (Optuna's RDB storage; any other: assume not)."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        backend = getattr(storage, "_backend", storage)  # optuna's cache wrapper, if any
+        with _create_scoped_session(backend.scoped_session) as session:
+            return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
+    except Exception:  # noqa: BLE001 - another storage or Optuna version: one extra beat is harmless
+        return False
+
+
 class StudyDriver:
     """Ask, launch, reconcile until the study holds ``n_trials`` trials that did not fail."""
 
@@ -103,6 +116,7 @@ class StudyDriver:
         self.storage = settings.make_storage()
         self.study: optuna.Study | None = None
         self._running_elsewhere = 0
+        self._adopted: set[int] = set()  # RUNNING trials of others already checked for a heartbeat
         self.total = settings.n_trials
         if settings.sampler_name == "grid":
             grid = space.grid()
@@ -163,6 +177,7 @@ class StudyDriver:
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
+            self._adopt_silent(trials, beats)
             counts = Counter(t.state for t in trials)
             held = sum(counts[st] for st in (*FINISHED_OK, TrialState.RUNNING, TrialState.WAITING))
             if self.s.sampler_name == "grid":
@@ -178,6 +193,23 @@ class StudyDriver:
                 asked.append(trial)
             self._running_elsewhere = counts[TrialState.RUNNING]
             return asked
+
+    def _adopt_silent(self, trials: Sequence[optuna.trial.FrozenTrial], beats: _Heartbeats) -> None:
+        """Give a RUNNING trial that never beat one heartbeat, so that it can go stale.
+
+        A launch killed between ``study.ask`` and its first heartbeat leaves a RUNNING trial
+        with no heartbeat row, which Optuna never judges stale: every later launch would wait
+        for it forever. One beat recorded here starts its clock; a live owner keeps beating
+        it, a dead one's trial is failed (and retried) ``grace_period`` later.
+        """
+        for t in trials:
+            if t.state != TrialState.RUNNING or t._trial_id in beats.ids or t._trial_id in self._adopted:
+                continue
+            self._adopted.add(t._trial_id)
+            if not _has_heartbeat(self.storage, t._trial_id):
+                self.storage.record_heartbeat(t._trial_id)
+                self.log(f"trial {t.number} is running without a heartbeat (a launch killed as it began?): "
+                         f"failed and retried if it stays silent for {self.s.grace_period or 2 * self.s.heartbeat_interval}s")
 
     def trial_overrides(self, trial: optuna.Trial) -> list[str]:
         node = (f"optuna={{study_name:{format_value(self.s.study_name)},number:{trial.number},"
