@@ -132,6 +132,8 @@ class ChannelOptions(Options):
     round_to: int | None = opt(None, "keep pruned widths multiples of this (e.g. 8)", low=1)
     ignored_layers: tuple[str, ...] = opt((), "module names or fnmatch patterns whose output channels stay",
                                           parse=parse_str_list)
+    heads: bool = opt(True, "remove whole attention heads of recognised attention modules (gpt_tiny, Llama-style); "
+                            "false keeps every head and prunes only MLP units")
 
 
 STRUCTURES = Catalog("pruning.structure", {

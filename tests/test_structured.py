@@ -468,7 +468,7 @@ def test_channel_preset_composes_to_a_valid_channel_spec(compose: Callable[..., 
     spec = from_config(compose(["pruning=channel", "model=vgg11_bn", "data=synthetic"]))
     assert (spec.pruning.method, spec.pruning.scope, spec.pruning.structure) == ("l1", "layer", "channel")
     assert options(spec).as_dict() == {"target": "params", "max_layer_amount": 0.9, "round_to": None,
-                                       "ignored_layers": []}
+                                       "ignored_layers": [], "heads": True}
     check_channel_spec(spec)  # no error
     assert spec.curve_label() == "l1/iterative/finetune/channel"
     for override, message in [

@@ -129,7 +129,7 @@ def test_a_failure_mid_surgery_leaves_the_model_as_it_was(monkeypatch: pytest.Mo
             raise RuntimeError("injected failure")
         real(graph, group, remove)
 
-    monkeypatch.setattr(surgery, "_apply", lambda graph, groups, plan: {
+    monkeypatch.setattr(surgery, "_apply", lambda graph, groups, plan, heads=(): {
         g.key: (flaky(graph, g, plan[g.key]), len(plan[g.key]))[1] for g in groups if plan.get(g.key)})
     with pytest.raises(ConfigError, match="model was left unchanged"):
         prune_channels(net, torch.randn(1, 3, 6, 6), amount=0.5)

@@ -63,7 +63,7 @@ def check_channel_model(spec: RunSpec, net: nn.Module, example: torch.Tensor) ->
     """
     from prunebench.pruning.structured import StructuredBaseline
 
-    StructuredBaseline.measure(net, example, ignored_layers(spec, net))
+    StructuredBaseline.measure(net, example, ignored_layers(spec, net), heads=options(spec).heads)
 
 
 class ChannelPruner:
@@ -74,7 +74,8 @@ class ChannelPruner:
 
         self.spec = spec
         self.example = example
-        self.baseline = StructuredBaseline.measure(dense_net, example, ignored_layers(spec, dense_net))
+        self.baseline = StructuredBaseline.measure(dense_net, example, ignored_layers(spec, dense_net),
+                                                   heads=options(spec).heads)
 
     def prune(self, net: nn.Module, target: float, batches: list[tuple[torch.Tensor, torch.Tensor]],
               generator: torch.Generator) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class ChannelPruner:
             net, self.example, amount=target, target=opts.target, criterion=self.spec.pruning.method,
             scope=self.spec.pruning.scope, max_layer_amount=float(opts.max_layer_amount),
             round_to=opts.round_to, ignored_layers=ignored_layers(self.spec, net), batches=batches or None,
-            baseline=self.baseline, generator=generator,
+            baseline=self.baseline, generator=generator, heads=bool(opts.heads),
         )
         return {"channel_ratio": result.channel_ratio, "channel_target": opts.target,
                 "layer_channels": result.layer_channels}

@@ -180,8 +180,12 @@ class Channel(Structure):
         from prunebench.engine.structured import save_model
         from prunebench.pruning.structured import layer_channels
 
+        from prunebench.pruning.structured.attention import attention_modules, head_width
+
         save_model(net, ld / "model.pt")  # weights + architecture, weights_only loadable
-        write_table(ld / "layers.csv", [{"layer": n, "channels": c} for n, c in layer_channels(net).items()])
+        rows: list[dict[str, Any]] = [{"layer": n, "channels": c} for n, c in layer_channels(net).items()]
+        rows += [{"layer": n, "heads": head_width(net, n)} for n, _, _ in attention_modules(net)]
+        write_table(ld / "layers.csv", rows)
 
     def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
         from prunebench.engine.structured import load_model

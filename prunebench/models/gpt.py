@@ -35,15 +35,18 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor) -> Tensor:
-        B, T, C = x.shape
+        B, T, _ = x.shape
         h = self.n_head
+        # Head size from the projections, not the residual width: channel pruning removes
+        # whole heads (prunebench.pruning.structured.attention) and lowers n_head.
+        d = self.q_proj.out_features // h
 
         def heads(t: Tensor) -> Tensor:
-            return t.view(B, T, h, C // h).transpose(1, 2)
+            return t.view(B, T, h, d).transpose(1, 2)
 
         y = F.scaled_dot_product_attention(heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x)),
                                            is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, h * d))
 
 
 class Block(nn.Module):

@@ -29,6 +29,7 @@ API::
         batches=None,                  # [(x, y), ...] calibration batches (TRAIN split) for "taylor"
         baseline=baseline,             # default: measured on `model` now
         generator=None,                # torch.Generator for "random"
+        heads=True,                    # transformers: remove whole attention heads too
     )                                  # -> ChannelPruneResult; `model` is pruned IN PLACE,
                                        #    transactionally (see below)
     result.channel_ratio, result.params_reduction, result.flops_reduction, result.speedup_theoretical
@@ -65,8 +66,16 @@ Semantics:
   head count times head size, and models copy it into attributes, e.g. torchvision's ViT
   ``hidden_dim``) names the group to put in ``ignored_layers`` — the transformer's MLP
   hidden units are then pruned; surgery that breaks the forward pass names the first group
-  that breaks it alone. Attention heads are not removed: nn.MultiheadAttention packs
-  q/k/v in one projection whose width is the residual width.
+  that breaks it alone. nn.MultiheadAttention's heads are not removed: it packs q/k/v in
+  one projection whose width is the residual width.
+* Transformers with separate q/k/v/out projections (``gpt_tiny``; Hugging Face
+  Llama-style ``q_proj/k_proj/v_proj/o_proj``; others via
+  :func:`~prunebench.pruning.structured.attention.register_attention`): whole attention
+  heads are a group per attention module (keyed by its name, width = query heads; the
+  module's head count is updated; grouped-query attention keeps its key/value heads and
+  the same number of query heads per key/value group), the MLP hidden units are the
+  graph's groups, and the residual stream is never cut. ``heads=False``
+  (``pruning.heads=false``) keeps every head. See :mod:`.attention`.
 * Errors (ConfigError, before anything changes): unknown ``pruning.method`` (criterion),
   ``pruning.target`` or ``pruning.scope`` list the valid names; ``schedule.target_sparsity``
   (amount) outside [0, 1), ``pruning.max_layer_amount`` outside (0, 1], a bad

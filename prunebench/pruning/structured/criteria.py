@@ -26,6 +26,13 @@ from prunebench.pruning.structured.groups import ChannelGroup, Member
 from prunebench.registry import Registry
 
 
+def token_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for classification ``[B, C]``/``[B]`` and for sequences ``[B, T, V]``/``[B, T]``."""
+    if logits.dim() == 3:
+        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+    return nn.functional.cross_entropy(logits, y)
+
+
 @dataclass
 class ChannelScoreContext:
     """What a criterion may use besides the weights.
@@ -34,7 +41,7 @@ class ChannelScoreContext:
     """
 
     batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = token_cross_entropy
     generator: torch.Generator | None = None
 
 

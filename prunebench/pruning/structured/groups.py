@@ -217,10 +217,15 @@ def channel_groups(
     it has fewer than two channels, or when the graph cannot follow it safely (see
     :func:`_unsafe`); the last case warns (with ``warn``), naming the groups kept whole.
     """
+    from prunebench.pruning.structured.attention import attention_projections
+
     order = {m: i for i, (_, m) in enumerate(model.named_modules())}
     names = {m: n for n, m in model.named_modules()}
     groups = []
-    for group in graph.get_all_groups(ignored_layers=[], root_module_types=ROOT_TYPES):
+    # Recognised attention projections never root a group (see the filter below); skipping
+    # them here also spares the graph tracing through rotary embeddings, which can take minutes.
+    proj_modules = attention_projections(model)
+    for group in graph.get_all_groups(ignored_layers=proj_modules, root_module_types=ROOT_TYPES):
         root_dep = group[0].dep
         members = []
         for item in group.items:
@@ -270,6 +275,11 @@ def channel_groups(
         if g.key not in unsafe and g.units >= 2 and not any(m.out_side and id(m.module) in ignored for m in g.members)
     ]
     groups.sort(key=lambda g: order[model.get_submodule(g.key)])
+    # Recognised attention modules: their projections' groups (the residual stream, the
+    # head dimensions) are left to the head groups of :mod:`attention`, never cut here.
+    proj = {id(m) for m in proj_modules}
+    if proj:
+        groups = [g for g in groups if not any(id(m.module) in proj for m in g.members)]
     _refuse_attention(groups)
     return groups
 

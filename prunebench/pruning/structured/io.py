@@ -41,6 +41,11 @@ SHAPE_ATTRS = (
     "num_parameters",
     "normalized_shape",
     "embedding_dim",
+    # attention head counts (prunebench.pruning.structured.attention removes whole heads)
+    "n_head",
+    "num_heads",
+    "num_key_value_heads",
+    "num_key_value_groups",
 )
 
 

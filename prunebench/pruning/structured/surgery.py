@@ -27,6 +27,7 @@ from torch import nn
 from prunebench.errors import ConfigError, check_range, unknown_name
 from prunebench.metrics import count_params, layer_flops
 from prunebench.pruning.structured.allocation import SCOPES, GroupState, plan_global, plan_layer
+from prunebench.pruning.structured.attention import HeadGroup, head_groups, head_scores, head_width, remove_heads, zero_heads
 from prunebench.pruning.structured.criteria import ChannelScoreContext, get_channel_criterion
 from prunebench.pruning.structured.groups import (
     ROOT_TYPES,
@@ -75,12 +76,20 @@ class StructuredBaseline:
         model: nn.Module,
         example_input: torch.Tensor,
         ignored_layers: IgnoredLayers | None = None,
+        heads: bool = True,
     ) -> StructuredBaseline:
-        """Measure ``model`` as it is now; ``ignored_layers`` as given to :func:`prune_channels`."""
+        """Measure ``model`` as it is now; ``ignored_layers`` and ``heads`` as given to :func:`prune_channels`.
+
+        Attention head groups count their query heads (keyed by the attention module's name).
+        """
         graph = build_graph(model, example_input)
-        groups = channel_groups(model, graph, default_ignored(model, ignored_layers, example_input), warn=False)
+        ignored = default_ignored(model, ignored_layers, example_input)
+        groups = channel_groups(model, graph, ignored, warn=False)
+        widths = {g.key: g.channels for g in groups}
+        if heads:
+            widths.update({h.key: h.channels for h in head_groups(model, ignored)})
         flops, _ = layer_flops(model, example_input)
-        return cls({g.key: g.channels for g in groups}, layer_channels(model), count_params(model), float(flops))
+        return cls(widths, layer_channels(model), count_params(model), float(flops))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,7 +179,8 @@ def _validate(amount: float, target: str, criterion: str, scope: str, max_layer_
         )
 
 
-def _states(model: nn.Module, groups: list[ChannelGroup], baseline: StructuredBaseline) -> dict[str, GroupState]:
+def _states(model: nn.Module, groups: Sequence[ChannelGroup | HeadGroup],
+            baseline: StructuredBaseline) -> dict[str, GroupState]:
     states = {}
     for g in groups:
         if g.key not in baseline.group_channels:
@@ -183,12 +193,12 @@ def _states(model: nn.Module, groups: list[ChannelGroup], baseline: StructuredBa
     return states
 
 
-def _unit_scores(g: ChannelGroup, scores: torch.Tensor) -> torch.Tensor:
+def _unit_scores(g: ChannelGroup | HeadGroup, scores: torch.Tensor) -> torch.Tensor:
     """Per-unit scores: the mean over the group's channel blocks (Torch-Pruning's group reduction)."""
     return scores if g.ch_groups == 1 else scores.reshape(g.ch_groups, g.units).mean(0)
 
 
-def _expand(g: ChannelGroup, units: list[int]) -> list[int]:
+def _expand(g: ChannelGroup | HeadGroup, units: list[int]) -> list[int]:
     """Unit offsets -> channel positions: the same offset in every block."""
     if g.ch_groups == 1:
         return units
@@ -199,8 +209,14 @@ def _channel_ratio(model: nn.Module, baseline: StructuredBaseline) -> float:
     dense = sum(baseline.group_channels.values())
     if dense == 0:
         return 0.0
-    now = sum(width(model.get_submodule(k)) for k in baseline.group_channels)
+    now = sum(group_width(model, k) for k in baseline.group_channels)
     return 1.0 - now / dense
+
+
+def group_width(model: nn.Module, key: str) -> int:
+    """Current width of the group ``key``: output channels of its root layer, or query heads."""
+    m = model.get_submodule(key)
+    return width(m) if isinstance(m, ROOT_TYPES) else head_width(model, key)
 
 
 @dataclass
@@ -216,20 +232,28 @@ class ChannelSelection:
     graph: Any
     channel_amount: float
     baseline: StructuredBaseline
+    heads: list[HeadGroup] = field(default_factory=list)  # attention head groups (plan: query heads)
 
 
 def apply_selection(selection: ChannelSelection) -> dict[str, int]:
-    """Physically remove the selected channels (in place); returns channels removed per group."""
-    return _apply(selection.graph, selection.groups, selection.plan)
+    """Physically remove the selected channels and heads (in place); returns what each group lost."""
+    return _apply(selection.graph, selection.groups, selection.plan, selection.heads)
 
 
-def _apply(graph: Any, groups: list[ChannelGroup], plan: Plan) -> dict[str, int]:
+def _apply(graph: Any, groups: list[ChannelGroup], plan: Plan, heads: Sequence[HeadGroup] = ()) -> dict[str, int]:
     removed = {}
     for g in groups:
         idxs = plan.get(g.key, [])
         if idxs:
             prune_group(graph, g, idxs)
             removed[g.key] = len(idxs)
+    # Heads after the graph's groups: their surgery touches only the attention projections,
+    # which no channel group contains, so the graph's recorded indices stay valid.
+    for h in heads:
+        idxs = plan.get(h.key, [])
+        if idxs:
+            remove_heads(h, idxs)
+            removed[h.key] = len(idxs)
     return removed
 
 
@@ -260,6 +284,8 @@ def zero_channels(selection: ChannelSelection) -> None:
                     p.transpose(0, 1)[local] = 0
                 else:
                     p[local] = 0
+    for h in selection.heads:
+        zero_heads(h, selection.plan.get(h.key, []))
 
 
 class _Planner:
@@ -275,12 +301,15 @@ class _Planner:
         max_layer_amount: float,
         round_to: int | None,
         ctx: ChannelScoreContext,
+        heads: Sequence[HeadGroup] = (),
     ) -> None:
         self.crit = get_channel_criterion(criterion)
-        self.groups = {g.key: g for g in groups}
+        self.groups: dict[str, ChannelGroup | HeadGroup] = {g.key: g for g in [*groups, *heads]}
         raw = self.crit.fn(model, groups, ctx)
-        self.scores = {g.key: _unit_scores(g, raw[g.key]) for g in groups}
-        self.states = _states(model, groups, baseline)
+        raw.update(head_scores(criterion, model, heads, batches=ctx.batches, loss_fn=ctx.loss_fn,
+                               generator=ctx.generator))
+        self.scores = {k: _unit_scores(g, raw[k]) for k, g in self.groups.items()}
+        self.states = _states(model, list(self.groups.values()), baseline)
         self.scope, self.max_layer_amount, self.round_to = scope, max_layer_amount, round_to
 
     def plan(self, channel_amount: float) -> Plan:
@@ -305,13 +334,15 @@ def _measure_plan(
     plan: Plan,
     target: str,
     baseline: StructuredBaseline,
+    heads: bool = True,
 ) -> float:
     """Reduction of ``target`` (vs baseline) that ``plan`` would reach, measured on a deep copy."""
     trial = copy.deepcopy(model)
     names = {m: n for n, m in model.named_modules()}
     trial_ignored = [trial.get_submodule(names[m]) for m in ignored if m in names]
     graph = build_graph(trial, example_input)
-    _apply(graph, channel_groups(trial, graph, trial_ignored, warn=False), plan)
+    _apply(graph, channel_groups(trial, graph, trial_ignored, warn=False), plan,
+           head_groups(trial, trial_ignored) if heads else ())
     return _reduction(trial, example_input, target, baseline)
 
 
@@ -323,6 +354,7 @@ def _search(
     target: str,
     amount: float,
     baseline: StructuredBaseline,
+    heads: bool = True,
 ) -> float:
     """Channel amount whose plan reaches ``amount`` of ``target`` most closely (bisection)."""
     cache: dict[tuple, float] = {}
@@ -332,7 +364,7 @@ def _search(
         sig = tuple(sorted((k, tuple(v)) for k, v in plan.items() if v))
         if sig not in cache:  # an empty plan is the model as it is
             cache[sig] = (
-                _measure_plan(model, example_input, ignored, plan, target, baseline)
+                _measure_plan(model, example_input, ignored, plan, target, baseline, heads)
                 if sig
                 else _reduction(model, example_input, target, baseline)
             )
@@ -375,6 +407,7 @@ def select_channels(
     batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     baseline: StructuredBaseline | None = None,
     generator: torch.Generator | None = None,
+    heads: bool = True,
 ) -> ChannelSelection:
     """Score and allocate without changing ``model``: same arguments as :func:`prune_channels`.
 
@@ -383,16 +416,17 @@ def select_channels(
     _validate(amount, target, criterion, scope, max_layer_amount, round_to, batches)
     ignored = default_ignored(model, ignored_layers, example_input)
     if baseline is None:
-        baseline = StructuredBaseline.measure(model, example_input, ignored)
+        baseline = StructuredBaseline.measure(model, example_input, ignored, heads=heads)
     graph = build_graph(model, example_input)
     groups = channel_groups(model, graph, ignored)
+    attn = head_groups(model, ignored) if heads else []
     ctx = ChannelScoreContext(batches=list(batches or []), generator=generator)
-    planner = _Planner(model, groups, baseline, criterion, scope, max_layer_amount, round_to, ctx)
+    planner = _Planner(model, groups, baseline, criterion, scope, max_layer_amount, round_to, ctx, attn)
     if target == "channels":
         channel_amount = amount
     else:
-        channel_amount = _search(planner, model, example_input, ignored, target, amount, baseline)
-    return ChannelSelection(planner.plan(channel_amount), groups, graph, channel_amount, baseline)
+        channel_amount = _search(planner, model, example_input, ignored, target, amount, baseline, heads)
+    return ChannelSelection(planner.plan(channel_amount), groups, graph, channel_amount, baseline, attn)
 
 
 def prune_channels(
@@ -409,6 +443,7 @@ def prune_channels(
     batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     baseline: StructuredBaseline | None = None,
     generator: torch.Generator | None = None,
+    heads: bool = True,
 ) -> ChannelPruneResult:
     """Physically remove channels from ``model`` IN PLACE; see the package docstring.
 
@@ -441,6 +476,7 @@ def prune_channels(
         batches=batches,
         baseline=baseline,
         generator=generator,
+        heads=heads,
     )
     try:
         removed = apply_selection(sel)
@@ -463,7 +499,7 @@ def prune_channels(
         flops_before=float(flops_before),
         flops_after=float(flops_after),
         flops_baseline=base.flops,
-        group_channels={k: width(model.get_submodule(k)) for k in base.group_channels},
+        group_channels={k: group_width(model, k) for k in base.group_channels},
         group_channels_baseline=dict(base.group_channels),
         layer_channels=layer_channels(model),
         removed=removed,
