@@ -263,6 +263,9 @@ def test_failed_run_exits_nonzero_and_is_counted(tmp_path: Path, capsys: pytest.
         (["pruning=nm", "pruning.n=2", "pruning.m=3", "schedule=one_shot"],
          r"set schedule.target_sparsity=0.333333"),
         (["trainer.accelerator=gpu"], "trainer.accelerator='gpu' needs a CUDA GPU and none is visible"),
+        (["pruning=nm", "pruning.method=wanda", "pruning.scope=owl", "schedule=one_shot",
+          "schedule.target_sparsity=0.5"],
+         "pruning.scope='owl' gives every layer its own sparsity, but pruning.structure=nm fixes each layer"),
     ],
 )
 def test_checks_that_need_torch_still_come_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],

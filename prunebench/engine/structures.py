@@ -133,6 +133,11 @@ class NM(Structure):
     supports_gradual = False
 
     def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        if self.spec.pruning.scope == "owl":
+            # N:M fixes every layer at 1 - N/M: OWL's per-layer sparsities would be ignored.
+            raise ConfigError("pruning.scope='owl' gives every layer its own sparsity, but pruning.structure=nm fixes "
+                              "each layer at 1 - N/M; mixed N:M per layer is not built: use pruning.scope=layer with "
+                              "N:M, or OWL with pruning.structure=unstructured")
         super().validate(net, targets, example)
         from prunebench.pruning.nm import check_nm_spec
 
