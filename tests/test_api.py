@@ -135,6 +135,9 @@ def test_pretrained_start_level0_is_that_model_and_relaunch_trains_nothing(tmp_p
     # Level 0 is that model's own accuracy, exactly (no training happened before it).
     assert (dense["test_acc"] == first[first["level"] == 0]["test_acc"].iloc[0]).all()
     assert any("evaluating the pretrained model" in ln for ln in lines)
+    # Nothing trained: the dense cache holds one file under both names (a 135M LM is 650 MB).
+    (cached,) = list((tmp_path / "b" / "cache" / "dense").glob("*/final.pt"))
+    assert cached.samefile(cached.with_name("init.pt"))
     lines.clear()
     prunebench.study(variants, root=tmp_path / "b", seeds=[0], log=lines.append, report=False, **keys, **data)
     assert sum("finished before, skipped" in ln for ln in lines) == 2

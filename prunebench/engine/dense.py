@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,22 @@ def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _link_or_save(src: Path, dst: Path, state: dict[str, torch.Tensor]) -> None:
+    """``dst`` as a hard link to ``src`` (same content; atomic through a temporary name), else a copy."""
+    tmp = dst.with_name(dst.name + ".link-tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:  # a file system without hard links
+        tmp.unlink(missing_ok=True)
+        save_state(dst, state)
 
 
 def load_state(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -147,6 +164,9 @@ def train_dense(
             "train_seconds": time.perf_counter() - start,
         }
         write_table(path / "epochs.csv", result.history or [{"epoch": 0}])
-        save_state(final, state)
+        if result.epochs == 0 and _same_state(state, init_state):
+            _link_or_save(init, final, state)  # a pretrained model evaluated as it is: one file, not two copies
+        else:
+            save_state(final, state)
         atomic_write_text(meta_file, json.dumps(meta, indent=2, default=str))
         return DenseModel(spec.dense_id, path, state, init_state, meta | {"cached": False}, rewind_state)
