@@ -46,6 +46,10 @@ def test_api_runs_an_object_model_and_finds_it_again(tmp_path: Path) -> None:
     assert df["model"].iloc[0].startswith("object_net_")
     (run,) = list((tmp_path / "runs").iterdir())
     assert (run / "DONE").exists() and json.loads((run / "config.json").read_text())["run_id"] == run.name
+    # Level 0 is the dense model: its weights are the dense cache's file, linked rather than copied.
+    (final,) = (tmp_path / "cache" / "dense").glob("*/final.pt")
+    assert (run / "levels" / "0" / "state.pt").samefile(final)
+    assert not (run / "levels" / "1" / "state.pt").samefile(final)
     # The same object again: the same run, found finished (nothing trains).
     lines.clear()
     again = prunebench.run("schedule=one_shot", model=net, data="synthetic", root=tmp_path, log=lines.append,

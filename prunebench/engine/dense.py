@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,14 @@ from prunebench import seeding
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, clone_state
 from prunebench.errors import CorruptFileError
-from prunebench.results.store import atomic_write_bytes, atomic_write_text, file_lock, load_failure, write_table
+from prunebench.results.store import (
+    atomic_link,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_lock,
+    load_failure,
+    write_table,
+)
 from prunebench.spec import RunSpec
 
 
@@ -34,20 +40,9 @@ def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _link_or_save(src: Path, dst: Path, state: dict[str, torch.Tensor]) -> None:
-    """``dst`` as a hard link to ``src`` (same content; atomic through a temporary name), else a copy."""
-    tmp = dst.with_name(dst.name + ".link-tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:  # a file system without hard links
-        tmp.unlink(missing_ok=True)
-        save_state(dst, state)
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors (compared on the CPU)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].detach().cpu(), b[k].detach().cpu()) for k in a)
 
 
 def load_state(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -164,9 +159,8 @@ def train_dense(
             "train_seconds": time.perf_counter() - start,
         }
         write_table(path / "epochs.csv", result.history or [{"epoch": 0}])
-        if result.epochs == 0 and _same_state(state, init_state):
-            _link_or_save(init, final, state)  # a pretrained model evaluated as it is: one file, not two copies
-        else:
+        # A pretrained model evaluated as it is: one file under both names, not two copies.
+        if not (result.epochs == 0 and same_state(state, init_state) and atomic_link(init, final)):
             save_state(final, state)
         atomic_write_text(meta_file, json.dumps(meta, indent=2, default=str))
         return DenseModel(spec.dense_id, path, state, init_state, meta | {"cached": False}, rewind_state)

@@ -202,7 +202,7 @@ class Run:
                 "epochs_finetune": 0,
             }
             self._append_row(row)
-            self._save_dense_level(net, mask)
+            self._save_dense_level(net, mask, dense)
             self._log_level(0, row)
             self._finish_level(0, row)
         mode = self.mode
@@ -304,9 +304,14 @@ class Run:
         if self.on_level:
             self.on_level(k, row)
 
-    def _save_dense_level(self, net: nn.Module, mask: Mask) -> None:
-        # Level 0 is the dense model: saved like an unstructured level for every structure.
-        Structure(self.spec).save(level_dir(self.path, 0), net, mask)
+    def _save_dense_level(self, net: nn.Module, mask: Mask, dense: DenseModel) -> None:
+        # Level 0 is the dense model: saved like an unstructured level for every structure. Its
+        # weights are the dense cache's: linked, not copied (a 135M model is 540 MB a copy).
+        from prunebench.engine.dense import same_state
+
+        final = dense.path / "final.pt"
+        linked = final if final.exists() and same_state(net.state_dict(), dense.state) else None
+        Structure(self.spec).save(level_dir(self.path, 0), net, mask, state_from=linked)
 
     def _calibration(self) -> list[Any]:
         n = self.spec.pruning.calibration_batches

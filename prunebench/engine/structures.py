@@ -96,12 +96,15 @@ class Structure:
         return net, new
 
     # ---- files ----------------------------------------------------------------------------
-    def save(self, ld: Path, net: nn.Module, mask: Mask) -> None:
+    def save(self, ld: Path, net: nn.Module, mask: Mask, state_from: Path | None = None) -> None:
+        """Mask, per-layer table and weights; ``state_from``: a file known to hold these weights, linked."""
         from prunebench.engine.dense import save_state
+        from prunebench.results.store import atomic_link
 
         mask.save(ld / "mask.pt")
         write_table(ld / "layers.csv", mask.report())
-        save_state(ld / "state.pt", net.state_dict())
+        if state_from is None or not atomic_link(state_from, ld / "state.pt"):
+            save_state(ld / "state.pt", net.state_dict())
 
     def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
         from prunebench.engine.dense import load_state

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import tempfile
 import threading
 import warnings
@@ -100,6 +101,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_link(src: Path, dst: Path) -> bool:
+    """Make ``dst`` a hard link to ``src``, replacing ``dst`` atomically; False where links are impossible.
+
+    For a file whose content another file already holds (a pretrained model's init and final
+    weights, a run's level 0 and the dense cache): one copy on disk instead of two.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        os.link(src, tmp)
+    except OSError:  # another file system, or links not supported
+        return False
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def atomic_write_text(path: Path, text: str) -> None:
