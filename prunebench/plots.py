@@ -101,7 +101,9 @@ LINESTYLES = {"channel": "-.", "nm": ":"}
 DENSE_COLOR = "0.25"
 #: legends with more entries than this go beside the axes (saved figures grow to fit)
 LEGEND_INSIDE_MAX = 6
-LEGEND_WIDTH = 2.2  # inches added to a single-axes figure for a legend beside it
+LEGEND_WIDTH = 2.2  # inches added to a single-axes figure for a legend beside it (per column)
+LEGEND_ROWS_MAX = 24  # legend entries per column before another column starts
+LEGEND_ROW_HEIGHT = 0.13  # inches per legend entry at FONT["legend"] (the figure grows to fit them)
 
 #: Human names and units for axis labels.
 _NAMES = {
@@ -183,11 +185,15 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, legend: bool = True, title: str 
     handles = ax.get_legend_handles_labels()[0]
     if legend and handles:
         if len(handles) > LEGEND_INSIDE_MAX:  # many curves: beside the axes, not over the data
+            ncol = math.ceil(len(handles) / LEGEND_ROWS_MAX)
             fig = ax.figure
-            if isinstance(fig, Figure) and len(fig.axes) == 1:  # widen so the axes keep their size
+            if isinstance(fig, Figure) and len(fig.axes) == 1:
+                # Widen (and for a long legend heighten) so the axes keep their size: a legend
+                # taller than the figure squeezed a 32-curve report's axes to a sliver.
                 w, h = fig.get_size_inches()
-                fig.set_size_inches(w + LEGEND_WIDTH, h)
-            ax.legend(fontsize=FONT["legend"], frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+                rows = math.ceil(len(handles) / ncol)
+                fig.set_size_inches(w + LEGEND_WIDTH * ncol, max(h, LEGEND_ROW_HEIGHT * rows + 0.4))
+            ax.legend(fontsize=FONT["legend"], frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=ncol)
         else:
             ax.legend(fontsize=FONT["legend"], frameon=False, loc="best")
     return ax

@@ -113,6 +113,25 @@ def test_accuracy_vs_sparsity_means_stds_and_dense(table: pd.DataFrame) -> None:
     assert tuple(ax.figure.get_size_inches()) == pytest.approx(plots.FIGSIZE)
 
 
+def test_a_long_legend_grows_the_figure_instead_of_squeezing_the_axes() -> None:
+    import warnings
+
+    tables = [make_table(dataset=f"d{i}", model=m) for i in range(8) for m in ("mlp", "lenet")]
+    big = pd.concat(tables, ignore_index=True)
+    ax = plots.accuracy_vs_sparsity(big)
+    n = len(ax.get_legend().get_texts())
+    assert n > plots.LEGEND_ROWS_MAX  # two columns
+    w, h = ax.figure.get_size_inches()
+    assert w == pytest.approx(plots.FIGSIZE[0] + 2 * plots.LEGEND_WIDTH)
+    assert h == pytest.approx(plots.LEGEND_ROW_HEIGHT * math.ceil(n / 2) + 0.4)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied because axes sizes collapsed"
+        FigureCanvasAgg(ax.figure).draw()
+    assert ax.get_position().height > 0.3  # the axes keep a real share of the figure
+
+
 def test_target_x_and_existing_axes(table: pd.DataFrame) -> None:
     from matplotlib.figure import Figure
 
