@@ -9,6 +9,15 @@ whether torch was imported.
 
 Target (issue "Nothing silently wrong", item 16): no torch, <= 5 s on a few hundred rows.
 
+Measured 2026-11-30 on the 2-core machine with nothing else running (8 groups):
+
+     rows  figures  first_s  unchanged_s  forced_s  torch    rc
+      328       82    34.98         0.54     36.27  False 0/0/0
+
+The unchanged relaunch meets the target; the first build and a forced redraw miss it. Under
+cProfile, ``savefig`` takes 51 of 64 s: every figure is written as PNG and PDF, each with
+``bbox_inches="tight"``, which draws it twice.
+
     python benchmarks/report_speed.py            # 8 groups: 320 rows
     python benchmarks/report_speed.py --groups 2
 """
