@@ -83,7 +83,7 @@ COLUMNS = [
 
 
 def _align(name: str) -> str:
-    return ("<" if name == "model" else ">") + str(max(len(name), 9))
+    return ("<" if name == "model" else ">") + str(max(len(name), 13 if name == "ratio" else 9))
 
 
 def interleaved_latency(
@@ -140,7 +140,8 @@ def header() -> str:
 
 def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repeats: int,
               warmup: int, channels_last: bool = True, modes: tuple[str, ...] = ("eager",),
-              compile: bool = False, onnxruntime: bool = False) -> tuple[list[str], list[str]]:
+              compile: bool = False, onnxruntime: bool = False,
+              round_to: tuple[int, ...] = ()) -> tuple[list[str], list[str]]:
     """Table rows and target verdicts for one model."""
     torch.manual_seed(0)
     dense = build_model(name, (3, 32, 32), 10).eval()
@@ -157,6 +158,10 @@ def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repea
         variants.append((f"{ratio:g}", model, result.params_after, result.speedup_theoretical))
         if ratio == 0.5:
             half_params = result.params_after
+        for multiple in round_to:  # the same ratio with every width a multiple of ``multiple``
+            model = copy.deepcopy(dense)
+            result = prune_channels(model, x, amount=ratio, criterion="l1", scope="layer", round_to=multiple)
+            variants.append((f"{ratio:g}r{multiple}", model, result.params_after, result.speedup_theoretical))
     if half_params is not None:
         masked, densities = unstructured_like(dense, half_params)
         eff, _ = effective_flops(masked, x, densities)
@@ -191,8 +196,8 @@ def run_model(name: str, ratios: list[float], big_batch: int, rounds: int, repea
         lines.append(row(model=name, ratio=label, params=params, params_ratio=params / dense_params,
                          flops_speedup=fs, latency_b1_ms=b1[label], speedup_b1=s1, latency_b64_ms=bb[label],
                          speedup_b64=sb, **{"meas/flops_b64": sb / fs}))
-        if label in ("0.5", "0.5_cl", "0.5_deploy"):
-            need = 0.8 if label == "0.5_deploy" else 0.7
+        if label in ("0.5", "0.5_cl", "0.5_deploy") or (label.startswith("0.5r") and label.endswith("_deploy")):
+            need = 0.8 if label.endswith("_deploy") else 0.7
             verdicts.append(f"{name}: ratio {label}, batch {big_batch}: measured {sb:.2f}x vs {need} x FLOPs "
                             f"{need * fs:.2f}x (ratio {sb / fs:.2f}) -> {'PASS' if sb >= need * fs else 'FAIL'}")
     return lines, verdicts
@@ -208,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
+    parser.add_argument("--round-to", nargs="*", type=int, default=[],
+                        help="also prune each ratio with widths rounded to these multiples (pruning.round_to); "
+                             "rows <ratio>r<multiple>")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="skip the NHWC (channels_last) rows for dense and ratio 0.5")
     parser.add_argument("--mode", choices=["eager", "deploy", "both"], default="both",
@@ -229,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         modes = ("eager", "deploy") if args.mode == "both" else (args.mode,)
         lines, model_verdicts = run_model(name, args.ratios, args.batch, args.rounds, args.repeats, args.warmup,
-                                          args.channels_last, modes, args.compile, args.onnxruntime)
+                                          args.channels_last, modes, args.compile, args.onnxruntime,
+                                          tuple(args.round_to))
         print("\n".join(lines), flush=True)
         verdicts += model_verdicts
     print(f"targets at batch {args.batch} and ratio 0.5: measured speedup >= 0.7 x FLOPs speedup (eager), "

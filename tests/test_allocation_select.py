@@ -148,3 +148,81 @@ def test_does_not_modify_the_scores() -> None:
     before = s.clone()
     allocate({"w": s}, Mask({"w": torch.tensor([True, True, False, True])}), 0.5, "global")
     assert torch.equal(s.isnan(), before.isnan()) and torch.equal(s.nan_to_num(), before.nan_to_num())
+
+
+# ---- the fused numba kernel (prunebench[fast]) must give the same masks ----
+def _big_case(seed: int) -> tuple[dict[str, torch.Tensor], Mask, float]:
+    """Bigger layers than ``random_case`` so the sample brackets the threshold between finite
+    bounds (the kernel's domain), with the same kinds of ties and specials."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    scores, keeps = {}, {}
+    for i in range(1 + seed % 4):
+        size = [5_000, 33_333, 120_000][int(torch.randint(0, 3, (1,), generator=g))]
+        kind = seed % 4
+        if kind == 0:
+            s = torch.randn(size, generator=g)
+        elif kind == 1:  # heavy ties: 200 distinct values
+            s = torch.randint(0, 200, (size,), generator=g).float() / 7.0
+        elif kind == 2:  # mostly zeros, the rest continuous
+            s = torch.where(torch.rand(size, generator=g) < 0.6, 0.0, torch.rand(size, generator=g))
+        else:  # specials sprinkled into continuous scores
+            s = torch.randn(size, generator=g)
+            s[torch.rand(size, generator=g) < 0.05] = float("nan")
+            s[torch.rand(size, generator=g) < 0.02] = float("inf")
+            s[torch.rand(size, generator=g) < 0.02] = float("-inf")
+        scores[f"l{i}.weight"] = s.view(1, -1) if i % 2 else s
+        keeps[f"l{i}.weight"] = (torch.rand(size, generator=g) >= [0.0, 0.3, 0.7][i % 3]).view_as(scores[f"l{i}.weight"])
+    return scores, Mask(keeps), [0.2, 0.5, 0.75, 0.9, 0.97][seed % 5]
+
+
+@pytest.fixture
+def kernel_spy(monkeypatch):
+    """Force the kernel for every selection and count the selections it completed."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv("PRUNEBENCH_NUMBA", "1")
+    monkeypatch.setattr(allocation, "KERNEL_MIN_NUMEL", 0)
+    calls = {"done": 0, "declined": 0}
+    real = allocation._kernel_select
+
+    def spy(*args):
+        ok = real(*args)
+        calls["done" if ok else "declined"] += 1
+        return ok
+
+    monkeypatch.setattr(allocation, "_kernel_select", spy)
+    return calls
+
+
+@pytest.mark.parametrize("scope", ["global", "layer", "erk"])
+@pytest.mark.parametrize("seed", range(20))
+def test_kernel_masks_equal_the_argsort_implementation(seed: int, scope: str, kernel_spy) -> None:
+    scores, mask, target = _big_case(seed)
+    assert_same(allocate(scores, mask, target, scope), OLD[scope](scores, mask, target))
+    if seed % 4 in (0, 1):  # continuous or 200-value ties: the kernel really selected
+        assert kernel_spy["done"] >= 1, kernel_spy
+    # mostly-zero and special scores: the threshold can sit in a tie at a bound or at ±inf,
+    # where the kernel declines and the torch path answers (the masks are checked either way)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_kernel_on_the_small_random_cases(seed: int, kernel_spy) -> None:
+    """The tie-heavy small cases too: where the kernel declines (bounds at ±inf), the torch path answers."""
+    scores, mask, target = random_case(seed)
+    for scope in ("global", "layer", "erk"):
+        assert_same(allocate(scores, mask, target, scope), OLD[scope](scores, mask, target))
+
+
+def test_kernel_gather_overflow_falls_back_exactly(kernel_spy, monkeypatch) -> None:
+    monkeypatch.setattr(allocation, "_KERNEL_CAP", 0.0)  # room for 64 blocks only
+    g = torch.Generator().manual_seed(7)
+    scores = {"a": torch.randn(300_000, generator=g), "b": torch.randn(200_000, generator=g)}
+    mask = Mask({"a": torch.rand(300_000, generator=g) > 0.1, "b": torch.ones(200_000, dtype=torch.bool)})
+    assert_same(allocate(scores, mask, 0.6, "global"), old_global(scores, mask, 0.6))
+    assert kernel_spy == {"done": 0, "declined": 1}
+
+
+def test_kernel_switched_off_by_environment(kernel_spy, monkeypatch) -> None:
+    monkeypatch.setenv("PRUNEBENCH_NUMBA", "0")
+    scores, mask, target = _big_case(0)
+    assert_same(allocate(scores, mask, target, "global"), old_global(scores, mask, target))
+    assert kernel_spy == {"done": 0, "declined": 0}
