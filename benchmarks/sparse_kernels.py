@@ -37,7 +37,7 @@ import argparse
 import torch
 from torch import nn
 
-from prunebench.sparse_kernels import crossover_sparsity, linear_kernel_timing
+from prunebench.sparse_kernels import crossover_sparsity, linear_kernel_timing, semi_structured_supported
 
 SHAPES = [("lenet300.fc1", 784, 300), ("lenet300.fc2", 300, 100), ("lenet300.fc3", 100, 10),
           ("linear4096", 4096, 4096)]
@@ -51,6 +51,15 @@ def masked_linear(n_in: int, n_out: int, sparsity: float, gen: torch.Generator) 
     return lin
 
 
+def two_four_linear(n_in: int, n_out: int, gen: torch.Generator) -> nn.Linear:
+    """A Linear whose weight keeps the two largest of every four inputs (2:4, 50 %)."""
+    lin = nn.Linear(n_in, n_out)
+    with torch.no_grad():
+        w = lin.weight.view(n_out, n_in // 4, 4)
+        w.scatter_(-1, w.abs().argsort(-1)[..., :2], 0.0)
+    return lin
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
@@ -58,19 +67,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cuda: CSR on cuSPARSE, plus 2:4 rows on Ampere or newer")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} thread(s); speedup = dense ms / CSR ms, "
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} thread(s); speedup = dense ms / CSR ms, "
           f"best of {args.rounds} interleaved rounds of {args.repeats}")
     print(f"{'layer':<14} {'batch':>5} {'dense_ms':>9} " + " ".join(f"{s:>6.0%}" for s in args.sparsities)
           + "  crossover")
     for name, n_in, n_out in SHAPES:
         for batch in args.batches:
-            x = torch.randn(batch, n_in, generator=gen)
+            x = torch.randn(batch, n_in, generator=gen).to(device)
             speedups, dense_ms = [], []
             for s in args.sparsities:
-                t = linear_kernel_timing(masked_linear(n_in, n_out, s, gen), x, rounds=args.rounds,
+                t = linear_kernel_timing(masked_linear(n_in, n_out, s, gen).to(device), x, rounds=args.rounds,
                                          repeats=args.repeats)
                 speedups.append(t.speedup)
                 dense_ms.append(t.dense_ms)
@@ -78,6 +89,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:<14} {batch:>5} {sorted(dense_ms)[len(dense_ms) // 2]:>9.4f} "
                   + " ".join(f"{x:>6.2f}" for x in speedups)
                   + f"  {'never' if cross is None else f'{cross:.0%}'}", flush=True)
+    if not semi_structured_supported(device):
+        print("2:4 semi-structured: not tried (needs a CUDA GPU of compute capability 8.0 or newer)")
+        return
+    print("2:4 semi-structured (fp16) vs the same layer dense in fp16:")
+    for name, n_in, n_out in SHAPES:
+        for batch in args.batches:
+            x = torch.randn(batch, n_in, generator=gen).to(device)
+            t = linear_kernel_timing(two_four_linear(n_in, n_out, gen).to(device), x, rounds=args.rounds,
+                                     repeats=args.repeats)
+            verdict = f"{t.speedup:.2f}x" if t.format == "2:4" else "refused by torch (shape), CSR instead"
+            print(f"{name:<14} {batch:>5} {t.dense_ms:>9.4f}  2:4 {verdict}", flush=True)
 
 
 if __name__ == "__main__":

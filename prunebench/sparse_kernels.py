@@ -6,9 +6,16 @@ where a sparse format starts to pay: masked ``nn.Linear`` layers run as a CSR ma
 (``torch.sparse.mm``, MKL/cuSPARSE underneath) times the dense activations.
 
 Convolutions stay dense: PyTorch has no sparse convolution kernel on CPU (a sparse
-im2col-matmul would be a kernel of our own, not what a user ships). Semi-structured 2:4
-(``torch.sparse.to_sparse_semi_structured``) needs an Ampere-or-newer GPU and a 2:4 mask;
-it is not tried here.
+im2col-matmul would be a kernel of our own, not what a user ships).
+
+Semi-structured 2:4 (``torch.sparse.to_sparse_semi_structured``, NVIDIA's sparse tensor
+cores) is tried as well when the input is on an Ampere-or-newer GPU and a Linear weight is
+2:4 (at most two nonzeros in every four consecutive inputs, as ``pruning.structure=nm``
+leaves it) with a shape the kernels accept. It runs in half precision, so its dense
+reference is the same layer in half precision too: the speedup is the sparse kernel's
+alone, not fp16's. Any refusal by torch (shape, dtype, build) falls back to CSR for that
+layer. This path was written against torch's documented API but has not been run on a GPU
+by this project yet (no GPU was available); CPU runs never take it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch.nn import functional as F
 from prunebench.metrics import interleaved_latency
 
 SPARSE_FORMAT = "csr"
+TWO_FOUR_FORMAT = "2:4"
 
 
 def _csr(weight: torch.Tensor) -> torch.Tensor:
@@ -50,6 +58,51 @@ class SparseLinear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class HalfLinear(nn.Module):
+    """``linear`` computed in half precision (inputs cast in, outputs cast back): the dense
+    reference of a 2:4 layer, and, with a 2:4 weight, the sparse layer itself."""
+
+    def __init__(self, linear: nn.Linear, semi_structured: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        w = linear.weight.detach().to(torch.float16).contiguous()
+        if semi_structured:
+            w = torch.sparse.to_sparse_semi_structured(w)
+        self.register_buffer("weight", w)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.float16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(torch.float16)
+        y = F.linear(flat, self.weight, self.bias)
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+
+def is_two_four(weight: torch.Tensor) -> bool:
+    """Every group of four consecutive inputs of every row has at most two nonzeros."""
+    if weight.dim() != 2 or weight.shape[1] % 4:
+        return False
+    return bool(((weight != 0).reshape(weight.shape[0], -1, 4).sum(-1) <= 2).all())
+
+
+def semi_structured_supported(device: torch.device) -> bool:
+    """A CUDA device of compute capability 8.0 or newer (sparse tensor cores)."""
+    return device.type == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def _two_four_module(linear: nn.Linear, x: torch.Tensor) -> tuple[nn.Module, nn.Module] | None:
+    """(half-precision dense reference, 2:4 sparse layer) on ``x``'s device, or None where
+    the path does not apply or torch refuses the weight."""
+    if not semi_structured_supported(x.device) or not is_two_four(linear.weight):
+        return None
+    try:
+        ref, sparse = HalfLinear(linear).to(x.device), HalfLinear(linear, semi_structured=True).to(x.device)
+        with torch.inference_mode():
+            sparse(x)
+        return ref, sparse
+    except (RuntimeError, NotImplementedError, ValueError):  # shape, dtype or build not supported
+        return None
 
 
 @dataclass(frozen=True)
@@ -82,10 +135,17 @@ def _time(fns: dict[str, Callable[[], object]], rounds: int, repeats: int, sync:
 
 @torch.inference_mode()
 def linear_kernel_timing(linear: nn.Linear, x: torch.Tensor, *, rounds: int = 3, repeats: int = 10) -> KernelTiming:
-    """Dense ``F.linear`` vs the CSR path on input ``x``, interleaved, on ``x``'s device."""
+    """The layer's sparse path against its dense one on input ``x``, interleaved, on ``x``'s
+    device: 2:4 semi-structured against half-precision dense where that applies (see the
+    module docstring), else CSR against ``F.linear``."""
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    pair = _two_four_module(linear, x)
+    if pair is not None:
+        ref, semi = pair
+        t = _time({"dense": lambda: ref(x), "sparse": lambda: semi(x)}, rounds, repeats, sync)
+        return KernelTiming(t["dense"], t["sparse"], TWO_FOUR_FORMAT)
     sparse = SparseLinear(linear).to(x.device)
     w, b = linear.weight.detach(), None if linear.bias is None else linear.bias.detach()
-    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
     t = _time({"dense": lambda: F.linear(x, w, b), "sparse": lambda: sparse(x)}, rounds, repeats, sync)
     return KernelTiming(t["dense"], t["sparse"], SPARSE_FORMAT)
 
@@ -104,10 +164,20 @@ def _linear_inputs(model: nn.Module, example_input: torch.Tensor) -> dict[str, t
     return seen
 
 
+def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
 def sparsify(model: nn.Module, example_input: torch.Tensor, *, rounds: int = 3,
-             repeats: int = 10) -> tuple[nn.Module, dict[str, KernelTiming]]:
-    """(an eval copy of ``model`` with CSR weights in every Linear where that is faster on
-    ``example_input``, {layer name: its timing}). Layers without zeros are not tried."""
+             repeats: int = 10, reference: nn.Module | None = None) -> tuple[nn.Module, dict[str, KernelTiming]]:
+    """(an eval copy of ``model`` with a sparse format in every Linear where that is faster
+    on ``example_input``, {layer name: its timing}). Layers without zeros are not tried.
+
+    A layer that goes 2:4 runs in half precision; pass ``reference`` (an eval copy of
+    ``model``) to have the same layers swapped for half-precision dense ones there, so a
+    whole-model comparison differs only in the sparse kernels.
+    """
     net = copy.deepcopy(model).eval()
     inputs = _linear_inputs(net, example_input)
     timings = {}
@@ -115,10 +185,15 @@ def sparsify(model: nn.Module, example_input: torch.Tensor, *, rounds: int = 3,
         lin = net.get_submodule(name)
         if bool((lin.weight != 0).all()):
             continue
-        timings[name] = linear_kernel_timing(lin, x, rounds=rounds, repeats=repeats)
-        if timings[name].speedup > 1.0:
-            parent, _, child = name.rpartition(".")
-            setattr(net.get_submodule(parent) if parent else net, child, SparseLinear(lin))
+        timings[name] = timing = linear_kernel_timing(lin, x, rounds=rounds, repeats=repeats)
+        if timing.speedup <= 1.0:
+            continue
+        if timing.format == TWO_FOUR_FORMAT:
+            _replace(net, name, HalfLinear(lin, semi_structured=True).to(x.device))
+            if reference is not None:
+                _replace(reference, name, HalfLinear(reference.get_submodule(name)).to(x.device))
+        else:
+            _replace(net, name, SparseLinear(lin))
     return net, timings
 
 
@@ -132,14 +207,16 @@ def measure_sparse_speedup(model: nn.Module, example_input: torch.Tensor, *, rou
     zeros) and ``latency_ms_sparse``. The caller's model is unchanged.
     """
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
-    sparse, timings = sparsify(model, example_input, rounds=rounds, repeats=repeats)
-    n_sparse = sum(isinstance(m, SparseLinear) for m in sparse.modules())
-    if n_sparse == 0:
-        return {"speedup_measured_sparse": 1.0, "sparse_format": "dense", "latency_ms_sparse": float("nan")}
     dense = copy.deepcopy(model).eval()
+    sparse, timings = sparsify(model, example_input, rounds=rounds, repeats=repeats, reference=dense)
+    n_csr = sum(isinstance(m, SparseLinear) for m in sparse.modules())
+    n_24 = sum(isinstance(m, HalfLinear) for m in sparse.modules())
+    if n_csr + n_24 == 0:
+        return {"speedup_measured_sparse": 1.0, "sparse_format": "dense", "latency_ms_sparse": float("nan")}
     t = interleaved_latency({"dense": dense, "sparse": sparse}, example_input, rounds=rounds, repeats=repeats,
                             warmup=warmup)
-    return {"speedup_measured_sparse": t["dense"] / t["sparse"], "sparse_format": f"{SPARSE_FORMAT}:{n_sparse}/{n_linear}",
+    formats = [f"{fmt}:{k}/{n_linear}" for fmt, k in ((SPARSE_FORMAT, n_csr), (TWO_FOUR_FORMAT, n_24)) if k]
+    return {"speedup_measured_sparse": t["dense"] / t["sparse"], "sparse_format": "+".join(formats),
             "latency_ms_sparse": t["sparse"]}
 
 

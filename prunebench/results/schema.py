@@ -75,7 +75,7 @@ OPTIONAL: dict[str, str] = {
     "latency_ms_large": "float64",  # latency at a large batch (structured runs)
     "latency_mode": "string",  # eager, or deploy:<what was applied> (metrics.latency_in_mode)
     "speedup_measured_sparse": "float64",  # dense kernels ms / sparse-format ms (sparse_kernels)
-    "sparse_format": "string",  # csr:<layers replaced>/<Linear layers>, or dense when none gained
+    "sparse_format": "string",  # csr:<layers replaced>/<Linear layers> (+2:4:<k>/<n> on a GPU), or dense when none gained
     "latency_ms_sparse": "float64",
     "latency_batch_large": "Int64",
     "channel_ratio": "float64",  # structured runs: requested fraction of channels removed
