@@ -48,81 +48,56 @@ def _jit(fn):
         return numba.njit(**opts)(fn)
 
 
-def _bracket_pass(s, keep, lo, hi, out, vals, pos, m0):  # pragma: no cover - compiled by numba
-    """out = (s > lo) & keep; gather s in (lo, hi) with keep into vals/pos from m0 on.
+def _make_bracket_pass(with_keep: bool):
+    """The fused pass, specialised on whether there is an old mask to read (a constant to
+    numba, so the version without one has no dead load in its loop)."""
 
-    Returns (# kept, # inside the bracket, gathered in full?). The gather stops, and the
-    third value is False, when the buffers would overflow; the counts stay exact.
-    """
-    n = s.shape[0]
-    m = m0
-    cap = vals.shape[0]
-    above = 0
-    inside = 0
-    full = True
-    for b0 in range(0, n, BLOCK):
-        ss = s[b0 : b0 + BLOCK]
-        kk = keep[b0 : b0 + BLOCK]
-        oo = out[b0 : b0 + BLOCK]
-        c = 0
-        h = 0
-        for i in range(ss.shape[0]):
-            v = ss[i]
-            x = np.uint8(v > lo) & kk[i]
-            oo[i] = x
-            c += x
-            h += x & np.uint8(v < hi)
-        above += c
-        if h:
-            inside += h
-            if m + BLOCK > cap:
-                full = False
-                continue
-            for i in range(ss.shape[0]):  # branch-free compaction: write always, advance on a hit
-                v = ss[i]
-                vals[m] = v
-                pos[m] = b0 + i
-                m += oo[i] & np.uint8(v < hi)
-    return above, inside, full
+    def bracket_pass(s, keep, lo, hi, out, vals, pos, m0):  # pragma: no cover - compiled by numba
+        """out = (s > lo) & keep; gather s in (lo, hi) with keep into vals/pos from m0 on.
 
-
-def _bracket_pass_all(s, lo, hi, out, vals, pos, m0):  # pragma: no cover - compiled by numba
-    """``_bracket_pass`` for a tensor with nothing pruned yet (no old mask to read)."""
-    n = s.shape[0]
-    m = m0
-    cap = vals.shape[0]
-    above = 0
-    inside = 0
-    full = True
-    for b0 in range(0, n, BLOCK):
-        ss = s[b0 : b0 + BLOCK]
-        oo = out[b0 : b0 + BLOCK]
-        c = 0
-        h = 0
-        for i in range(ss.shape[0]):
-            v = ss[i]
-            x = np.uint8(v > lo)
-            oo[i] = x
-            c += x
-            h += x & np.uint8(v < hi)
-        above += c
-        if h:
-            inside += h
-            if m + BLOCK > cap:
-                full = False
-                continue
+        Returns (# kept, # inside the bracket, gathered in full?). The gather stops, and the
+        third value is False, when the buffers would overflow; the counts stay exact.
+        """
+        n = s.shape[0]
+        m = m0
+        cap = vals.shape[0]
+        above = 0
+        inside = 0
+        full = True
+        for b0 in range(0, n, BLOCK):
+            ss = s[b0 : b0 + BLOCK]
+            kk = keep[b0 : b0 + BLOCK]
+            oo = out[b0 : b0 + BLOCK]
+            c = 0
+            h = 0
             for i in range(ss.shape[0]):
                 v = ss[i]
-                vals[m] = v
-                pos[m] = b0 + i
-                m += oo[i] & np.uint8(v < hi)
-    return above, inside, full
+                x = np.uint8(v > lo)
+                if with_keep:
+                    x &= kk[i]
+                oo[i] = x
+                c += x
+                h += x & np.uint8(v < hi)
+            above += c
+            if h:
+                inside += h
+                if m + BLOCK > cap:
+                    full = False
+                    continue
+                for i in range(ss.shape[0]):  # branch-free compaction: write always, advance on a hit
+                    v = ss[i]
+                    vals[m] = v
+                    pos[m] = b0 + i
+                    m += oo[i] & np.uint8(v < hi)
+        return above, inside, full
+
+    return bracket_pass
 
 
 @functools.cache
 def compiled():
-    """(bracket_pass, bracket_pass_all), compiled on first call."""
-    return _jit(_bracket_pass), _jit(_bracket_pass_all)
+    """(pass with an old mask, pass without), compiled on first call."""
+    return _jit(_make_bracket_pass(True)), _jit(_make_bracket_pass(False))
 
 
 def as_numpy(t):
@@ -133,12 +108,12 @@ def as_numpy(t):
 
 
 def bracket_pass(scores, keep, lo: float, hi: float, out, vals: np.ndarray, pos: np.ndarray, m0: int):
-    """Run the fused pass on torch tensors (``keep`` None: nothing pruned); see ``_bracket_pass``."""
+    """Run the fused pass on torch tensors (``keep`` None: nothing pruned); see ``_make_bracket_pass``."""
     f, f_all = compiled()
     lo32, hi32 = np.float32(lo), np.float32(hi)
     s, o = as_numpy(scores), as_numpy(out)
     if keep is None:
-        above, inside, full = f_all(s, lo32, hi32, o, vals, pos, m0)
+        above, inside, full = f_all(s, o, lo32, hi32, o, vals, pos, m0)  # ``keep`` is not read
     else:
         above, inside, full = f(s, as_numpy(keep), lo32, hi32, o, vals, pos, m0)
     return int(above), int(inside), bool(full)
