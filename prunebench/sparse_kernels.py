@@ -97,7 +97,8 @@ def _two_four_module(linear: nn.Linear, x: torch.Tensor) -> tuple[nn.Module, nn.
     if not semi_structured_supported(x.device) or not is_two_four(linear.weight):
         return None
     try:
-        ref, sparse = HalfLinear(linear).to(x.device), HalfLinear(linear, semi_structured=True).to(x.device)
+        # the layer is on x's device already: no .to() on the semi-structured tensor subclass
+        ref, sparse = HalfLinear(linear), HalfLinear(linear, semi_structured=True)
         with torch.inference_mode():
             sparse(x)
         return ref, sparse
@@ -189,9 +190,9 @@ def sparsify(model: nn.Module, example_input: torch.Tensor, *, rounds: int = 3,
         if timing.speedup <= 1.0:
             continue
         if timing.format == TWO_FOUR_FORMAT:
-            _replace(net, name, HalfLinear(lin, semi_structured=True).to(x.device))
+            _replace(net, name, HalfLinear(lin, semi_structured=True))
             if reference is not None:
-                _replace(reference, name, HalfLinear(reference.get_submodule(name)).to(x.device))
+                _replace(reference, name, HalfLinear(reference.get_submodule(name)))
         else:
             _replace(net, name, SparseLinear(lin))
     return net, timings
