@@ -199,18 +199,33 @@ def _select(layers: list[_Layer], k: int) -> list[torch.Tensor]:
 def _finish(layers: list[_Layer], n: int, k: int, outs: list[torch.Tensor], above: int,
             where: list[tuple[int, torch.Tensor]], values: torch.Tensor) -> list[torch.Tensor]:
     """Clear the lowest of the gathered bracket scores (ties by position) from the masks
-    ``score > lo``; ``where`` holds (layer, positions) in gathering order."""
-    need = k - (n - above)  # still to prune, from the bracket, lowest first
-    if 0 <= need <= values.numel():
-        if need > 0:
-            v = torch.kthvalue(values, need).values
-            drop = values < v
-            ties = values == v  # gathered in position order, so the first ones go
-            drop |= ties & (torch.cumsum(ties, 0) <= need - int(drop.sum()))
-            for (j, pos), d in zip(where, torch.split(drop, [p.numel() for _, p in where])):
-                outs[j][pos[d.to(pos.device)]] = False
+    ``score > lo``; ``where`` holds (layer, positions) in gathering order, ``values`` (CPU)
+    their scores. Falls back to ``_select_exact`` when the bracket missed the threshold."""
+    if _clear_lowest(k - (n - above), outs, where, values.numpy()):
         return outs
     return _select_exact(layers, n, k, outs)
+
+
+def _clear_lowest(need: int, outs: list[torch.Tensor], where: list[tuple[int, torch.Tensor]],
+                  vals: np.ndarray) -> bool:
+    """Prune the ``need`` lowest of the gathered scores ``vals`` (ties: the first gathered,
+    i.e. by position) at ``where``; False, changing nothing, unless 0 <= need <= len(vals)."""
+    if not 0 <= need <= vals.size:
+        return False
+    if need:
+        v = np.partition(vals, need - 1)[need - 1]  # O(n), no sort
+        drop = vals < v
+        quota = need - int(np.count_nonzero(drop))  # ties at v to prune: the first ones by position
+        drop[np.flatnonzero(vals == v)[:quota]] = True
+        start = 0
+        for j, pos in where:
+            d = drop[start : start + pos.numel()]
+            start += pos.numel()
+            if outs[j].device.type == "cpu":
+                outs[j].numpy()[pos.numpy()[d]] = False
+            else:
+                outs[j][pos[torch.from_numpy(d).to(pos.device)]] = False
+    return True
 
 
 # Selections of at least this many scores run the fused numba kernel when it is installed
@@ -260,18 +275,8 @@ def _kernel_select(layers: list[_Layer], n: int, k: int, outs: list[torch.Tensor
         if inside:
             spans.append((j, m_at, m_at + inside))
             m_at += inside
-    need = k - (n - above)  # still to prune, from the bracket, lowest first
-    if not 0 <= need <= m_at:
-        return False
-    if need:
-        vals = vals[:m_at]
-        v = np.partition(vals, need - 1)[need - 1]
-        drop = vals < v
-        quota = need - int(np.count_nonzero(drop))  # ties at v to prune: the first ones by position
-        drop[np.flatnonzero(vals == v)[:quota]] = True
-        for j, a, b in spans:
-            outs[j].numpy()[pos[a:b][drop[a:b]]] = False
-    return True
+    where = [(j, torch.from_numpy(pos[a:b])) for j, a, b in spans]
+    return _clear_lowest(k - (n - above), outs, where, vals[:m_at])
 
 
 def _margin(m: int, q: float, widen: float) -> float:
