@@ -441,7 +441,7 @@ def _factory_defaults(kind: str, name: str) -> dict[str, Any]:
 
 
 # Keys that do not change results: where data lives on disk, how it is downloaded.
-_NON_IDENTITY_DATA_KEYS = {"root", "download", "eval_batch_size"}
+_NON_IDENTITY_DATA_KEYS = {"root", "download", "eval_batch_size", "checksum"}
 
 
 def _named_identity(spec: NamedSpec, kind: str) -> dict[str, Any]:

@@ -339,7 +339,7 @@ def write_cifar(root: Path, per_file: int = 4) -> None:
 
 def test_cifar10_loading_and_augmentation(tmp_path: Path) -> None:
     write_cifar(tmp_path)
-    dm = ready("cifar10", root=tmp_path, val_size=4, batch_size=16, augment=True)
+    dm = ready("cifar10", root=tmp_path, val_size=4, batch_size=16, augment=True, checksum=False)
     assert dm.input_shape == (3, 32, 32) and dm.sizes == {"train": 16, "val": 4, "test": 4}
     assert dm.mean.shape == (3, 1, 1)
     loader = dm.train_dataloader()
@@ -353,7 +353,7 @@ def test_cifar10_loading_and_augmentation(tmp_path: Path) -> None:
     assert {tuple(r) for r in calib.flatten(1).tolist()} <= {tuple(r) for r in dm.x_train.flatten(1).tolist()}
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"garbage")
     with pytest.raises(CorruptFileError, match="test_batch"):
-        ready("cifar10", root=tmp_path, val_size=4)
+        ready("cifar10", root=tmp_path, val_size=4, checksum=False)
 
 
 def test_random_crop_flip_is_a_shifted_or_flipped_crop() -> None:
@@ -383,13 +383,13 @@ def test_to_device_returns_self_and_loaders_follow() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_loaders_yield_on_device(tmp_path: Path) -> None:
     write_cifar(tmp_path)
-    dm = ready("cifar10", root=tmp_path, val_size=4, batch_size=8, augment=True).to("cuda")
+    dm = ready("cifar10", root=tmp_path, val_size=4, batch_size=8, augment=True, checksum=False).to("cuda")
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
         for x, y in loader:
             assert x.is_cuda and y.is_cuda
     assert all(x.is_cuda for x, _ in dm.calibration_batches(2))
-    cpu = ready("cifar10", root=tmp_path, val_size=4, batch_size=8)
-    gpu = ready("cifar10", root=tmp_path, val_size=4, batch_size=8).to("cuda")
+    cpu = ready("cifar10", root=tmp_path, val_size=4, batch_size=8, checksum=False)
+    gpu = ready("cifar10", root=tmp_path, val_size=4, batch_size=8, checksum=False).to("cuda")
     order_cpu = torch.cat([y for _, y in cpu.train_dataloader()])
     order_gpu = torch.cat([y for _, y in gpu.train_dataloader()]).cpu()
     assert torch.equal(order_cpu, order_gpu)  # the same shuffle on either device
