@@ -68,12 +68,12 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
     ``progress``: a :class:`prunebench.progress.Progress` (made here when the runs ask for one
     with ``trainer.progress``); ``mlflow_parent``: the MLflow run the runs nest under.
     """
-    from prunebench.results.store import DONE, RunOutcome, read_rows, run_dir
+    from prunebench.results.store import DONE, RunOutcome, is_finished, lost_results, read_rows, run_dir
 
     outcomes: list[RunOutcome] = []
     total = len(specs)
     paths = [run_dir(spec.root, spec.run_id) for spec in specs]
-    if all((p / DONE).exists() for p in paths):
+    if all(is_finished(p) for p in paths):
         # Nothing to do: every run is finished. Found without importing torch or Lightning
         # (identity is computed from the typed spec and the packaged configs).
         for i, (spec, path) in enumerate(zip(specs, paths, strict=True), start=1):
@@ -98,7 +98,13 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
     # must not surface an hour in.
     prepared: set[str] = set()
     for r in runs:
-        if (r.path / DONE).exists():
+        lost = lost_results(r.path)
+        if lost is not None and r.spec.run_id not in prepared:  # never silent: named, then redone
+            log(f"warning: run {r.spec.run_id} is marked finished (DONE) but {lost}: it will be redone from its "
+                f"last intact level")
+            r.prepare()
+            prepared.add(r.spec.run_id)
+        elif (r.path / DONE).exists():
             read_rows(r.path)  # a finished run's rows must be sound to be reused
         elif r.spec.run_id not in prepared:
             r.prepare()
@@ -133,10 +139,10 @@ def _execute_one(r: Any, i: int, total: int, log: Any, *, wait: bool) -> Any:
     """Run ``r`` under its run lock; None if another live process holds it and ``wait`` is false."""
     from prunebench.engine.loop import RunOutcome
     from prunebench.results.lock import LockBusy
-    from prunebench.results.store import DONE, read_rows, run_lock
+    from prunebench.results.store import is_finished, read_rows, run_lock
 
     spec = r.spec
-    if (r.path / DONE).exists():
+    if is_finished(r.path):
         log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
         return r.execute()
 
@@ -146,7 +152,7 @@ def _execute_one(r: Any, i: int, total: int, log: Any, *, wait: bool) -> Any:
 
     try:
         with run_lock(r.path, owner=f"prunebench {spec.describe()}", wait=wait, on_wait=waiting):
-            if (r.path / DONE).exists():
+            if is_finished(r.path):
                 log(f"[{i}/{total}] {spec.describe()}: finished by another process, skipped ({spec.run_id})")
                 return r.execute()
             log(f"[{i}/{total}] {spec.describe()} -> {r.path}")

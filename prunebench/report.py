@@ -50,6 +50,7 @@ from prunebench.results.store import (
     check_writable_root,
     collect,
     level_dir,
+    lost_message,
     runs_dir,
 )
 
@@ -73,6 +74,7 @@ class ReportResult:
     skipped: dict[str, str] = field(default_factory=dict)
     message: str = ""
     invalid: dict[str, str] = field(default_factory=dict)  # run folder -> why its files were not used
+    lost: dict[str, str] = field(default_factory=dict)  # finished run folder -> what of its results is gone
     up_to_date: bool = False  # nothing changed since the last report: nothing was written
     reused: list[str] = field(default_factory=list)  # figures kept from the last report (same data)
 
@@ -202,6 +204,11 @@ def _summary_files(df: pd.DataFrame, root: Path, out: Path, filters: Filters, re
         lines += ["", f"## Failed or diverged ({failed['run_id'].nunique()} run(s))", ""]
         cols = [c for c in ("run_id", "label", "level", "status", "error") if c in failed.columns]
         lines.append(plots.to_markdown(failed[cols].astype("string").fillna("")))
+    if result.lost:
+        lines += ["", f"## Not used: finished runs whose results are lost ({len(result.lost)} run(s))", "",
+                  "Marked finished (DONE), but their rows or config are gone; relaunch them to redo them.", ""]
+        lines.append(plots.to_markdown(pd.DataFrame(
+            [{"run": Path(k).name, "reason": v} for k, v in sorted(result.lost.items())])))
     if result.invalid:
         lines += ["", f"## Not used: damaged results files ({len(result.invalid)} run(s))", ""]
         lines.append(plots.to_markdown(pd.DataFrame(
@@ -544,6 +551,7 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     found = collect(root, filters=filters)
     df = found.table
     result.invalid = {str(k): v for k, v in found.invalid.items()}
+    result.lost = {str(k): v for k, v in found.lost.items()}
     result.rows, result.runs = len(df), found.runs
     if not len(df):
         where = runs_dir(root)
@@ -551,9 +559,11 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
                           else f"no runs under {where} (nothing to report)")
         if result.invalid:
             result.message += f"; {len(result.invalid)} run(s) with damaged results files were not used"
+        if result.lost:
+            result.message += f"; {len(result.lost)} finished run(s) with lost results were not used"
         return result
     check_writable_root(out_dir, key="--out" if out is not None else "report folder")
-    key = _inputs_key(root, out_dir, df, filters, result.invalid)
+    key = _inputs_key(root, out_dir, df, filters, {**result.invalid, **{k: "lost: " + v for k, v in result.lost.items()}})
     previous = {} if force else _read_manifest(out_dir)
     before = previous.get("figures", {})
     if previous.get("inputs") == key and all((out_dir / f).exists() for f in previous.get("files", [])):
@@ -561,6 +571,8 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
         result.figures = {n: [out_dir / f for f in v["files"]] for n, v in before.items()}
         result.skipped = dict(previous.get("skipped", {}))
         result.message = f"report up to date: {result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
+        if result.lost:
+            result.message += f"; {len(result.lost)} finished run(s) with lost results not used"
         return result
     out_dir.mkdir(parents=True, exist_ok=True)
     _table_files(df, out_dir, result)
@@ -578,6 +590,8 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
                             for n, paths in result.figures.items()}}
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
     result.message = f"{result.runs} run(s), {result.rows} row(s) from {root} -> {out_dir}"
+    if result.lost:
+        result.message += f"; {len(result.lost)} finished run(s) with lost results not used"
     return result
 
 
@@ -601,6 +615,8 @@ def write_report(root: str, log: Any = None) -> None:
     result = build_report(root)
     for run, reason in sorted(result.invalid.items()):  # never silent
         say(f"warning: run {Path(run).name} not used in the report: {reason}")
+    for run, reason in sorted(result.lost.items()):
+        say(f"warning: {lost_message(Path(run), reason)}")
     say(f"report: {result.message or result.out}")
 
 
@@ -622,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for run, reason in sorted(result.invalid.items()):  # never silent, even with --quiet
         print(f"warning: run {Path(run).name} not used: {run}/rows.csv is damaged ({reason})", file=sys.stderr)
+    for run, reason in sorted(result.lost.items()):
+        print(f"warning: {lost_message(Path(run), reason)}", file=sys.stderr)
     if not result.ok:
         print(f"error: {result.message}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ def write_root(root: Path, table: pd.DataFrame, layers: bool = True) -> Path:
         path = run_dir(root, str(run_id))
         write_table(path / "rows.csv", rows)
         (path / "DONE").write_text("done")
+        (path / "config.json").write_text('{"run_id": "' + str(run_id) + '"}')
         if layers:
             for level in rows["level"]:
                 sp = float(rows[rows["level"] == level]["sparsity"].iloc[0])

@@ -30,6 +30,7 @@ def _run(root: Path, run_id: str, n: int = 3, done: bool = True) -> Path:
     write_table(path / "rows.csv", _rows(run_id, n))
     if done:
         (path / "DONE").write_text("x")
+        (path / "config.json").write_text("{}")
     return path
 
 

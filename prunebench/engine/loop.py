@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +41,8 @@ from prunebench.pruning.schedules import per_round_rate
 from prunebench.pruning.targets import prunable_weights
 from prunebench.results import schema
 from prunebench.results.store import RunOutcome  # noqa: F401  (re-exported)
-from prunebench.results.store import (DONE, atomic_write_text, check_writable_root, level_dir, read_rows, run_dir,
-                                      write_table)
+from prunebench.results.store import (DONE, ROWS, atomic_write_text, check_writable_root, is_finished, level_dir,
+                                      lost_results, read_rows, run_dir, write_table)
 from prunebench.spec import RunSpec
 
 #: Called after every finished level with (level, row); may raise to stop the run early
@@ -119,7 +120,8 @@ class Run:
         for name in ("init.pt", "final.pt"):
             check_loadable(net, dense_dir(spec) / name, "dense checkpoint")
         if self.path.exists():
-            read_rows(self.path)
+            if lost_results(self.path) is None:  # lost rows are set aside by execute()
+                read_rows(self.path)
             for k in range(1, len(spec.schedule.levels()) + 1):
                 self.structure.check_files(level_dir(self.path, k), net, self.build_net)
         if self.ticket is not None:
@@ -141,12 +143,14 @@ class Run:
     def execute(self) -> RunOutcome:
         spec = self.spec
         if (self.path / DONE).exists():
-            rows = read_rows(self.path)
-            return RunOutcome(spec.run_id, self.path, rows, True, "ok")
+            lost = lost_results(self.path)
+            if lost is None:
+                return RunOutcome(spec.run_id, self.path, read_rows(self.path), True, "ok")
+            self._reopen(lost)
         if self.ticket is not None:
             # A control branch reads the ticket run's masks: that run goes first (or is found finished).
             ticket = Run(self.ticket, self.log)
-            if not (ticket.path / DONE).exists():
+            if not is_finished(ticket.path):
                 self.log(f"  [{spec.run_id}] {spec.retrain.name} branches from the ticket run {ticket.path}")
                 ticket.prepare()
                 ticket.execute()
@@ -171,6 +175,24 @@ class Run:
         rows = read_rows(self.path)
         atomic_write_text(self.path / DONE, dt.datetime.now(dt.timezone.utc).isoformat())
         return RunOutcome(spec.run_id, self.path, rows, False, status)
+
+    def _reopen(self, lost: str) -> None:
+        """A run marked finished whose results are lost is not finished: redo what is missing.
+
+        Its DONE marker goes; an empty or unreadable rows.csv is kept aside as rows.csv.lost
+        (nothing is deleted). Resume then keeps every level rows.csv still records and whose
+        files load, and redoes the rest (bit-identically; the dense model comes from the cache).
+        """
+        self.log(f"  [{self.spec.run_id}] marked finished but {lost}: redoing it from its last intact level")
+        rows = self.path / ROWS
+        if rows.exists() or rows.is_symlink():
+            try:
+                readable = bool(rows.read_bytes().strip())
+            except OSError:
+                readable = False
+            if not readable:
+                os.replace(rows, self.path / f"{ROWS}.lost")
+        (self.path / DONE).unlink(missing_ok=True)
 
     def _record_failure(self, status: str, reason: str) -> None:
         done = _ok_levels(read_rows(self.path)) if self.path.exists() else set()
@@ -492,7 +514,7 @@ def _ok_levels(rows: pd.DataFrame) -> set[int]:
 def run(spec: RunSpec, log: Logger = default_log, on_level: LevelHook | None = None) -> RunOutcome:
     """Prepare (validate) and execute one run; skipped if already finished."""
     r = Run(spec, log, on_level)
-    if (r.path / DONE).exists():
+    if is_finished(r.path):
         return RunOutcome(spec.run_id, r.path, read_rows(r.path), True, "ok")
     r.prepare()
     return r.execute()

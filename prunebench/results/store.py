@@ -191,7 +191,74 @@ def _typed(tables: Sequence[tuple[list[str], Records]]) -> pd.DataFrame:
 
 
 def is_done(run_path: Path) -> bool:
+    """The run's DONE marker is there (see :func:`is_finished` for a run whose results are intact)."""
     return (run_path / DONE).exists()
+
+
+_STOPS_EARLY = "the run is marked finished (DONE) but its rows stop at level"
+
+
+def lost_results(run_path: Path, *, deep: bool = True) -> str | None:
+    """Why a run marked finished (DONE) has lost its results, or None.
+
+    Lost: ``rows.csv`` or ``config.json`` missing, empty (0 bytes; rows.csv with its header
+    only) or unreadable (config.json not a JSON object), or (``deep``) rows.csv stopping
+    before the run's last level. A rows.csv damaged otherwise is :func:`read_rows`'s
+    business (ResultsError). Such a run is not
+    finished: the report names it and leaves it out, a relaunch redoes it from its last
+    level whose files are intact.
+    """
+    if not is_done(run_path):
+        return None
+    problems = []
+    rows = run_path / ROWS
+    if not rows.exists() and not rows.is_symlink():
+        problems.append(f"{ROWS} is missing")
+    else:
+        try:
+            raw = rows.read_bytes()
+        except OSError as exc:
+            problems.append(f"{ROWS} cannot be read ({exc.strerror or type(exc).__name__})")
+        else:
+            if not raw.strip():
+                problems.append(f"{ROWS} is empty (0 bytes)")
+            elif sum(1 for line in raw.splitlines() if line.strip()) < 2:
+                problems.append(f"{ROWS} holds its header only (no rows)")
+    config = run_path / CONFIG
+    try:
+        data = json.loads(config.read_bytes())
+        if not isinstance(data, dict):
+            problems.append(f"{CONFIG} is not a JSON object")
+    except FileNotFoundError:
+        problems.append(f"{CONFIG} is missing")
+    except OSError as exc:
+        problems.append(f"{CONFIG} cannot be read ({exc.strerror or type(exc).__name__})")
+    except ValueError:
+        problems.append(f"{CONFIG} is empty or not valid JSON")
+    if not problems and deep:
+        try:
+            _checked(run_path)
+        except ResultsError as exc:
+            return _stops_early(exc)
+    return "; ".join(problems) or None
+
+
+def _stops_early(exc: ResultsError) -> str | None:
+    """The lost-levels reason when that is all that is wrong with a finished run's rows."""
+    if len(exc.problems) == 1 and exc.problems[0].startswith(_STOPS_EARLY):
+        return f"{ROWS} stops at level {exc.problems[0][len(_STOPS_EARLY):].strip()}"
+    return None
+
+
+def is_finished(run_path: Path) -> bool:
+    """Marked finished (DONE) and its rows and config are there (:func:`lost_results`)."""
+    return is_done(run_path) and lost_results(run_path) is None
+
+
+def lost_message(run_path: Path, reason: str) -> str:
+    """What to tell a user about a finished run whose results are lost."""
+    return (f"run {run_path.name} is marked finished (DONE) but {reason}: its results are lost; relaunch it to "
+            f"redo it from its last intact level (or delete {run_path})")
 
 
 def parse_filters(filters: Sequence[str] | Mapping[str, Any] | None) -> dict[str, list[str]]:
@@ -216,6 +283,7 @@ class Collected:
     table: pd.DataFrame
     runs: int = 0
     invalid: dict[Path, str] = field(default_factory=dict)  # run folder -> reason
+    lost: dict[Path, str] = field(default_factory=dict)  # finished run folder -> what of its results is gone
 
 
 def collect(
@@ -231,23 +299,33 @@ def collect(
         raise ConfigError(f"results root {str(root)!r} does not exist")
     if not Path(root).is_dir():
         raise ConfigError(f"results root {str(root)!r} is not a directory")
-    tables, invalid = [], {}
+    tables, invalid, lost = [], {}, {}
     for run_path in sorted(base.glob("*")) if base.is_dir() else []:
-        if not run_path.is_dir() or not ((run_path / ROWS).exists() or (run_path / ROWS).is_symlink()):
+        if not run_path.is_dir():
+            continue
+        reason = lost_results(run_path, deep=False)
+        if reason is not None:  # never silent: a finished run without its rows is named
+            lost[run_path] = reason
+            continue
+        if not ((run_path / ROWS).exists() or (run_path / ROWS).is_symlink()):
             continue
         if not include_unfinished and not is_done(run_path):
             continue
         try:
             tables.append(_checked(run_path))
         except ResultsError as exc:
-            invalid[run_path] = "; ".join(exc.problems)
+            early = _stops_early(exc) if is_done(run_path) else None
+            if early is not None:
+                lost[run_path] = early
+            else:
+                invalid[run_path] = "; ".join(exc.problems)
     df = _typed(tables)
     for key, allowed in parse_filters(filters).items():
         if key not in df.columns:
             raise ConfigError(f"filter column {key!r} is not a results column; valid: {', '.join(df.columns)}")
         df = df[df[key].astype("string").isin(allowed)]
     df = df.sort_values(["run_id", "level"], kind="stable").reset_index(drop=True)
-    return Collected(df, int(df["run_id"].nunique()) if len(df) else 0, invalid)
+    return Collected(df, int(df["run_id"].nunique()) if len(df) else 0, invalid, lost)
 
 
 def load(
@@ -267,6 +345,8 @@ def load(
     found = collect(root, filters=filters, include_unfinished=include_unfinished)
     for run_path, reason in found.invalid.items():
         warnings.warn(f"run {run_path.name} left out: {run_path / ROWS} is damaged ({reason})", stacklevel=2)
+    for run_path, reason in found.lost.items():
+        warnings.warn(f"run {run_path.name} left out: {lost_message(run_path, reason)}", stacklevel=2)
     return found.table
 
 

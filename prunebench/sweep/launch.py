@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from prunebench.errors import ConfigError
-from prunebench.results.store import DONE, read_rows, run_dir
+from prunebench.results.store import is_finished, read_rows, run_dir
 from prunebench.results.validate import ResultsError
 from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher, plain_config
 
@@ -87,7 +87,7 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
                 continue
             # Jobs that differ only in keys outside the run's identity are one run: launch it once.
             path = run_dir(spec.root, spec.run_id)
-            finished = (path / DONE).exists()
+            finished = is_finished(path)  # a finished run whose rows are lost is launched again
             if finished:
                 try:  # a finished run counts only if its results read back sound
                     read_rows(path)
