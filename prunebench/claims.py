@@ -416,6 +416,9 @@ def write_claims(root: str | os.PathLike[str], experiment: str, raw: Any) -> Pat
     """
     from prunebench.results.store import atomic_write_text
 
+    from prunebench.results.names import check_file_name
+
+    check_file_name(experiment, "experiment_name")  # never a path out of ROOT/claims
     claims = parse_claims(_plain(raw))
     if not claims:
         return None

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, CorruptFileError, check_range
+from prunebench.results.names import check_out_file, resolve_run_id
 from prunebench.results.select import best_level  # noqa: F401  (re-exported: prunebench.export.best_level)
 from prunebench.results.store import is_done, level_dir, read_rows, run_dir, runs_dir
 
@@ -136,6 +137,7 @@ def load_level(
     Channel-pruned levels (``levels/<k>/model.pt``) come back physically smaller; masked
     levels (``state.pt`` + ``mask.pt``) come back dense with the mask's zeros in the weights.
     """
+    run_id = resolve_run_id(root, run_id)  # an id or a unique prefix, never a path
     if not isinstance(run_id, str) or not run_id or not runs_dir(root).exists() or not run_dir(root, run_id).is_dir():
         known = sorted(p.name for p in runs_dir(root).iterdir() if p.is_dir()) if runs_dir(root).exists() else []
         raise ConfigError(f"--run={run_id!r} is not a run under {str(root)!r}; runs: {', '.join(known) or 'none'}")
@@ -190,8 +192,9 @@ def export(
     """
     if format not in FORMATS:
         raise ConfigError(f"--format={format!r} is not a known format; valid: {', '.join(FORMATS)}")
+    run_id = resolve_run_id(root, run_id)
+    out_path = check_out_file(out) if out is not None else Path(root) / "export" / f"{run_id}-level{level}.{format}"
     net, record = load_level(root, run_id, level, build_net=build_net, data_dir=data_dir)
-    out_path = Path(out) if out is not None else Path(root) / "export" / f"{run_id}-level{level}.{format}"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if format == "pt":
         from prunebench.pruning.structured import save_pruned
@@ -262,7 +265,7 @@ def export_onnx_checked(model: nn.Module, example: torch.Tensor, path: str | os.
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prunebench-export", description=__doc__.split("\n\n")[0])
     p.add_argument("root", help="results root (paths.root of the runs)")
-    p.add_argument("--run", required=True, help="run id (the folder name under ROOT/runs)")
+    p.add_argument("--run", required=True, help="run id (the folder name under ROOT/runs, or a unique prefix)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--level", type=int, help="level to export (0: the dense model)")
     which.add_argument("--best", action="store_true", help="the level best under the budget below")
@@ -281,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        args.run = resolve_run_id(args.root, args.run)
         level = args.level
         if args.best:
             rows = read_rows(run_dir(args.root, args.run)) if run_dir(args.root, args.run).is_dir() else None

@@ -715,6 +715,11 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     label = cfg.get("label")
     if label is not None and not isinstance(label, str):
         raise ConfigError(f"label={label!r} must be a string")
+    experiment = cfg.get("experiment_name")
+    if experiment is not None:  # it names ROOT/claims/<experiment_name>.json: one plain file name
+        from prunebench.results.names import check_file_name
+
+        check_file_name(str(experiment), "experiment_name")
     report = cfg.get("report", True)
     if report is not None:
         parse_bool(report, "report")
