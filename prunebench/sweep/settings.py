@@ -133,8 +133,12 @@ class SweepSettings:
             raise ConfigError(f"sweep.study_name={name!r}: use letters, digits, '.', '-' and '_' only")
         storage = s.get("storage") or default_storage(root)
         if "://" not in str(storage):
-            raise ConfigError(f"sweep.storage={storage!r}: expected a database URL such as "
+            raise ConfigError(f"sweep.storage={redact(str(storage))!r}: expected a database URL such as "
                               f"sqlite:///path/optuna.db or postgresql://user@host/db")
+        password = _password(str(storage))
+        if password and "@" in password:  # a driver would split it there and print the rest as a host name
+            raise ConfigError(f"sweep.storage={redact(str(storage))}: the password holds an unencoded '@'; "
+                              f"percent-encode it as %40 (better: set the URL in PRUNEBENCH_STORAGE)")
         create_dir = check_storage_folder(str(storage), root, default=not s.get("storage"))
         objectives = s.get("objectives") or ["val_acc"]
         if isinstance(objectives, str):
@@ -212,7 +216,7 @@ class SweepSettings:
             path = self.storage.split("sqlite:///", 1)[-1]
             if path and path != ":memory:" and not Path(path).parent.is_dir():
                 if not self.create_storage_dir:
-                    raise ConfigError(f"sweep.storage={self.storage!r}: the folder {Path(path).parent} does not "
+                    raise ConfigError(f"sweep.storage={redact(self.storage)!r}: the folder {Path(path).parent} does not "
                                       f"exist; create it, or put the database under paths.root")
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # Several processes write one SQLite file: wait for the lock instead of failing.
@@ -230,7 +234,8 @@ class SweepSettings:
                         self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=self.heartbeat_interval,
                         grace_period=self.grace_period, heartbeat_stale_trial_callback=callback)
                 except ImportError as exc:
-                    raise ConfigError(f"sweep.storage={redact(self.storage)}: database driver missing ({exc}); "
+                    raise ConfigError(f"sweep.storage={redact(self.storage)}: database driver missing "
+                                      f"({redact_text(str(exc), self.storage)}); "
                                       f"for postgresql:// pip install 'psycopg[binary]'") from None
                 except Exception as exc:  # unreachable server, bad credentials, bad URL
                     # Workers that start together race to create Optuna's tables in a new
@@ -239,7 +244,8 @@ class SweepSettings:
                         time.sleep(0.5 + attempt)
                         continue
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise ConfigError(f"sweep.storage={redact(self.storage)}: cannot open ({first})") from None
+                    raise ConfigError(f"sweep.storage={redact(self.storage)}: cannot open "
+                                      f"({redact_text(first, self.storage)})") from None
         raise AssertionError("unreachable")
 
     def make_sampler(self, space: Any = None, offset: int = 0) -> Any:
@@ -312,13 +318,13 @@ def check_storage_folder(url: str, root: str | os.PathLike[str], default: bool =
     if db is None or db.parent.is_dir():
         return False
     if db.parent.exists():
-        raise ConfigError(f"sweep.storage={url!r}: {db.parent} is not a folder")
+        raise ConfigError(f"sweep.storage={redact(url)!r}: {db.parent} is not a folder")
     if default:
         return True
     try:
         db.resolve().relative_to(Path(root).resolve())
     except ValueError:
-        raise ConfigError(f"sweep.storage={url!r}: the folder {db.parent} does not exist (only folders under "
+        raise ConfigError(f"sweep.storage={redact(url)!r}: the folder {db.parent} does not exist (only folders under "
                           f"paths.root={str(root)!r} are created for the study); create it first or fix the "
                           f"path") from None
     return True
@@ -341,8 +347,49 @@ def finite(value: Any) -> bool:
         return False
 
 
+#: Query parameters that carry a secret (``?password=...``), matched case-insensitively.
+_SECRET_PARAMS = re.compile(r"([?&;](?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey)=)[^&;#]*",
+                            re.IGNORECASE)
+
+
+def _password(url: str) -> str | None:
+    """The password in a URL's user-info (``scheme://user:password@host``), as written."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    head = rest.split("?", 1)[0]
+    # The user-info ends at the *last* '@' of the part before the query: a password with an
+    # unencoded '@' (or '/') stays whole. No ':' before it: no password (sqlite:////a@b.db).
+    at = head.rfind("@")
+    if at < 0 or ":" not in head[:at]:
+        return None
+    return head[:at].split(":", 1)[1]
+
+
 def redact(url: str) -> str:
-    """A storage URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A storage URL without its secrets, for messages: the user-info's password (even one
+    holding an unencoded '@') and ``password=``/``pwd=``-style query parameters become ``***``."""
+    url = str(url)
+    if "://" not in url and "@" in url:  # not a URL we can take apart: show none of what might be a secret
+        return url.split(":", 1)[0] + ":***"
+    password = _password(url)
+    if password:
+        scheme, _, rest = url.partition("://")
+        user = rest.split(":", 1)[0]
+        url = f"{scheme}://{user}:***{rest[len(user) + 1 + len(password):]}"
+    return _SECRET_PARAMS.sub(r"\1***", url)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with ``url`` and its secrets redacted wherever they appear."""
+    text = str(text).replace(str(url), redact(url))
+    password = _password(str(url))
+    if password and len(password) >= 3:
+        text = text.replace(password, "***")
+    for m in _SECRET_PARAMS.finditer(str(url)):
+        value = str(url)[m.end(1):m.end()]
+        if len(value) >= 3:
+            text = text.replace(value, "***")
+    return text
 
 
