@@ -181,6 +181,10 @@ def _specs(overrides: Sequence[str], model: Any, data: Any, data_name: str | Non
 
     if variants is None:
         return [one([])]
+    if seeds is not None:
+        from prunebench.spec import check_study_seeds
+
+        seeds = check_study_seeds(list(seeds), "seeds")
     specs = []
     for label, ov in variants.items():
         for seed in (seeds if seeds is not None else [0, 1, 2]):
@@ -242,5 +246,8 @@ def experiment(name: str, *overrides: str, root: str | None = None, log: Any = N
     if not study_node:
         return run(*ov, log=log, report=report)
     variants = {k: list(v) for k, v in study_node.get("variants", {}).items()}
-    seeds = list(study_node.get("seeds") or [cfg.seed])
+    raw = study_node.get("seeds")  # absent: the config's seed; [] is an error, never silently seed 0
+    from prunebench.spec import check_study_seeds
+
+    seeds = [cfg.seed] if raw is None else check_study_seeds(list(raw) if not isinstance(raw, str) else raw)
     return study(variants, *ov, seeds=seeds, log=log, report=report)

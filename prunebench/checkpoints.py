@@ -107,6 +107,11 @@ def load_init(net: nn.Module, path: str | os.PathLike[str], key: str = KEY) -> n
     """
     state = strip_prefix(load_state_file(path, key), net)
     check_state_fits(net, state, f"{key}={str(path)!r}")
+    for name, tensor in state.items():  # a start with NaN/inf weights is not a trained model
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ConfigError(f"{key}={str(path)!r}: tensor {name!r} holds {bad} NaN/inf value(s) of "
+                              f"{tensor.numel()}; these weights are not a trained model")
     with torch.no_grad():
         net.load_state_dict(state, strict=True)
     return net

@@ -26,7 +26,7 @@ from typing import Any
 from prunebench.errors import ConfigError
 from prunebench.log import log
 from prunebench.paths import conf_dir
-from prunebench.spec import RunSpec, from_config
+from prunebench.spec import RunSpec, check_study_seeds, from_config
 
 # The configs: $PRUNEBENCH_CONF, else the source tree's top-level conf/ (a checkout or an
 # editable install), else the copy shipped inside the wheel as the package prunebench.conf.
@@ -45,7 +45,9 @@ def expand_study(cfg: Any, task_overrides: Sequence[str]) -> list[RunSpec]:
     from prunebench.sweep.common import plain_config
 
     study = cfg.study
-    seeds = list(study.get("seeds") or [cfg.seed])
+    raw = study.get("seeds")  # absent: the config's seed; [] is an error, never silently seed 0
+    seeds = [cfg.seed] if raw is None else check_study_seeds(list(raw) if hasattr(raw, "__len__") and
+                                                             not isinstance(raw, str) else raw)
     variants: Mapping[str, Sequence[str]] = study.get("variants") or {"default": []}
     base = [o for o in task_overrides if not o.startswith("seed=")]
     specs = []

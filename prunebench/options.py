@@ -65,8 +65,10 @@ def parse_int(value: Any, key: str) -> int:
 
 
 def parse_float(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(float(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key}={value!r} must be a number")
+    if not math.isfinite(float(value)):  # nan, and inf too: no rate, size or fraction is infinite
+        raise ConfigError(f"{key}={value!r} must be a finite number")
     return float(value)
 
 

@@ -33,6 +33,22 @@ def group_file(group: str, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+#: The longest file name most file systems take (bytes).
+NAME_MAX = 255
+
+
+def check_root_name(root: object, key: str = "paths.root") -> str:
+    """``root`` as a folder name that can be made: not empty, no component longer than NAME_MAX."""
+    text = "" if root is None else str(root)
+    if not text.strip():
+        raise ConfigError(f"{key}={text!r} is empty; give a folder for the results (default: outputs)")
+    for part in Path(text).parts:
+        if len(part.encode()) > NAME_MAX:
+            raise ConfigError(f"{key}={text[:40]!r}... has a name of {len(part.encode())} bytes; the file system "
+                              f"takes at most {NAME_MAX} per folder name")
+    return text
+
+
 def check_writable_root(root: str | os.PathLike[str], key: str = "paths.root") -> Path:
     """Raise ConfigError unless results can be written under ``root`` (made if missing).
 
@@ -41,6 +57,7 @@ def check_writable_root(root: str | os.PathLike[str], key: str = "paths.root") -
     folders prunebench writes into (runs/, cache/, studies/, locks/), where they exist,
     are writable folders. Returns ``root`` as an absolute path.
     """
+    check_root_name(root, key)
     path = Path(root).expanduser().absolute()
     probe = path
     while not probe.exists() and not probe.is_symlink() and probe != probe.parent:

@@ -89,7 +89,25 @@ class CallSpec:
         kwargs = {k: v for k, v in node.items() if k not in ("_target_", "_partial_")}
         if kwargs.get("lr") is not None:
             check_range(f"{key}.lr", parse_float(kwargs["lr"], f"{key}.lr"), 0.0, None, low_inclusive=False)
+        if kwargs.get("weight_decay") is not None:
+            check_range(f"{key}.weight_decay", parse_float(kwargs["weight_decay"], f"{key}.weight_decay"), 0.0, None)
         return cls(str(node["_target_"]), kwargs)
+
+    def check_construct(self, key: str, optimizer: Any = None) -> None:
+        """Build the target once on a throwaway parameter (the optimizer; a scheduler on such an
+        optimizer): a missing or bad argument (StepLR without step_size) fails here, in the
+        preflight, not after the dense run has trained (torch-heavy)."""
+        import torch
+
+        fn = self.partial(key)
+        try:
+            if optimizer is None:
+                fn([torch.nn.Parameter(torch.zeros(1))])
+            else:
+                fn(optimizer)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{key}: {self.target}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())}) "
+                              f"cannot be built: {exc}") from None
 
 
 def parse_callspec(value: Any, key: str) -> CallSpec | None:
@@ -369,6 +387,14 @@ class RunSpec:
             self.train.scheduler.check("train.scheduler")
         if self.retrain.scheduler is not None:
             self.retrain.scheduler.check("retrain.scheduler")
+        import torch
+
+        opt = self.train.optimizer.partial("train.optimizer")([torch.nn.Parameter(torch.zeros(1))]) \
+            if self.train.scheduler or self.retrain.scheduler else None
+        self.train.optimizer.check_construct("train.optimizer")
+        for key, sched in (("train.scheduler", self.train.scheduler), ("retrain.scheduler", self.retrain.scheduler)):
+            if sched is not None:
+                sched.check_construct(key, opt)
         device = resolved_device(self.trainer.accelerator)
         import torch
 
@@ -598,13 +624,22 @@ def parse_pruning(p: Mapping[str, Any]) -> PruningSpec:
     )
 
 
+#: More levels than this is no schedule (each is a prune-and-retrain step); the preflight also
+#: checks that every level removes at least one of the model's prunable weights.
+MAX_ITERATIONS = 1000
+
+
 def parse_schedule(s: Mapping[str, Any]) -> ScheduleSpec:
     name = catalog.SCHEDULES.check(s.get("name"))
     cls = catalog.SCHEDULES.options(name)
     _only(s, "schedule", ["name", "target_sparsity", "iterations", *cls.keys()], f"schedule={name!r}")
     target = check_range("schedule.target_sparsity", parse_float(s.get("target_sparsity"), "schedule.target_sparsity"),
                          0.0, 1.0)
-    schedule = ScheduleSpec(name=name, target_sparsity=target, iterations=_int(s, "iterations", "schedule", low=1),
+    iterations = _int(s, "iterations", "schedule", low=1)
+    if iterations > MAX_ITERATIONS:  # before levels() lists them all; the model-specific bound is in the preflight
+        raise ConfigError(f"schedule.iterations={iterations} is out of range; expected an integer in [1, "
+                          f"{MAX_ITERATIONS}] (each level is a prune-and-retrain step)")
+    schedule = ScheduleSpec(name=name, target_sparsity=target, iterations=iterations,
                             options=_options(cls, s, "schedule", f"schedule={name!r}"))
     if isinstance(schedule.options, catalog.GradualOptions) and schedule.options.initial_sparsity > target:
         raise ConfigError(f"schedule.initial_sparsity={schedule.options.initial_sparsity!r} is above "
@@ -629,7 +664,10 @@ def parse_retrain(r: Mapping[str, Any]) -> RetrainSpec:
             raise unknown_key("retrain", k, sorted(valid), f"retrain={name!r}")
     epochs = _int(r, "epochs", "retrain", low=0, default=0)
     if name == "none":
-        epochs = 0  # no retraining: a grid's retrain.epochs does not apply (and is not recorded)
+        for k in ("epochs", "scheduler"):
+            if r.get(k):  # as retrain.lr with rewinding: an option the mode ignores is an error, not a no-op
+                raise ConfigError(f"retrain.{k}={r[k]!r} has no effect with retrain='none', which does not retrain; "
+                                  f"remove it (retrain.{k}={0 if k == 'epochs' else 'null'}), or use retrain=finetune")
     return RetrainSpec(name=name, epochs=epochs,
                        scheduler=CallSpec.parse(r.get("scheduler"), "retrain.scheduler"),
                        options=_options(cls, r, "retrain", f"retrain={name!r}"))
@@ -696,6 +734,70 @@ def parse_train(t: Mapping[str, Any]) -> TrainSpec:
     )
 
 
+SEED_LIMIT = 2**32  # numpy's and torch's generators take seeds below this
+
+
+def check_seed(value: Any, key: str = "seed") -> int:
+    """``value`` as a seed in [0, 2**32); ConfigError naming ``key`` otherwise."""
+    if value is None:
+        raise ConfigError(f"{key} is missing")
+    seed = parse_int(value, key)
+    if not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"{key}={seed!r} is out of range; expected an integer in [0, 2**32 = {SEED_LIMIT})")
+    return seed
+
+
+def check_study_seeds(seeds: Any, key: str = "study.seeds") -> list[int]:
+    """A study's seeds: a non-empty list of distinct seeds in range (an empty list is not "seed 0")."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple)):
+        raise ConfigError(f"{key}={seeds!r} must be a list of seeds, e.g. {key}=[0,1,2]")
+    if not seeds:
+        raise ConfigError(f"{key}=[] is empty; give at least one seed (e.g. {key}=[0]) or remove the key")
+    out = [check_seed(s, f"{key}[{i}]") for i, s in enumerate(seeds)]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{key}={list(seeds)!r} repeats a seed")
+    return out
+
+
+def check_data_ranges(kwargs: Mapping[str, Any], val_split: bool = True) -> None:
+    """Sizes of the data node that need no data to check: batch sizes >= 1, a validation split
+    (selection and every level's val_acc need one) where validation is carved off the training
+    data (``val_split``; not for a data set with validation data of its own, whose packaged
+    ``val_size`` is 0)."""
+    for k in ("batch_size", "eval_batch_size"):
+        if kwargs.get(k) is not None:
+            value = parse_int(kwargs[k], f"data.{k}")
+            if value < 1:
+                raise ConfigError(f"data.{k}={value!r} is out of range; expected an integer >= 1")
+    if "val_size" in kwargs and val_split:
+        value = kwargs["val_size"]
+        num = parse_float(value, "data.val_size") if value is not None else 0.0
+        if num <= 0:
+            raise ConfigError(f"data.val_size={value!r}: the validation split cannot be empty; selection "
+                              f"(train.select, early stopping, sweep objectives) and every level's val_acc use it. "
+                              f"Give a count (e.g. 5000) or a fraction in (0, 1)")
+
+
+def check_model_ranges(kwargs: Mapping[str, Any]) -> None:
+    """Layer sizes of the model node: ``widths`` a non-empty list of positive integers; ``width``,
+    ``channels`` and ``width_mult`` positive."""
+    if "widths" in kwargs:
+        widths = kwargs["widths"]
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not widths:
+            raise ConfigError(f"model.widths={widths!r} must be a non-empty list of layer widths, e.g. [100, 100]")
+        for i, w in enumerate(widths):
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise ConfigError(f"model.widths={list(widths)!r}: entry {i} is {w!r}; every width must be an "
+                                  f"integer >= 1")
+    for k in ("width", "channels"):
+        if k in kwargs and kwargs[k] is not None:
+            if parse_int(kwargs[k], f"model.{k}") < 1:
+                raise ConfigError(f"model.{k}={kwargs[k]!r} is out of range; expected an integer >= 1")
+    if kwargs.get("width_mult") is not None:
+        check_range("model.width_mult", parse_float(kwargs["width_mult"], "model.width_mult"), 0.0, None,
+                    low_inclusive=False)
+
+
 def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     """Validate a resolved config (plain dicts) and build the RunSpec. Imports no torch.
 
@@ -704,13 +806,18 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     (listing the valid ones).
     """
     _only(cfg, "config", list(TOP_LEVEL_KEYS))
-    seed = _int(cfg, "seed", "config", low=0)
+    seed = check_seed(cfg.get("seed"), "seed")
 
     data = parse_named(_node(cfg, "data"), "data")
+    check_data_ranges(data.kwargs, val_split=_factory_defaults("data", data.name).get("val_size") != 0)
     model = parse_named(_node(cfg, "model"), "model")
+    check_model_ranges(model.kwargs)
 
     paths = cfg.get("paths") or {}
     _only(paths, "paths", ["root", "data_dir"])
+    from prunebench.paths import check_root_name
+
+    check_root_name(paths.get("root", "outputs"), "paths.root")
     optuna = cfg.get("optuna") or {}
     label = cfg.get("label")
     if label is not None and not isinstance(label, str):

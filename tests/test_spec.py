@@ -85,10 +85,13 @@ def test_keys_a_mode_ignores_are_errors(compose) -> None:
     assert from_config(cfg).retrain.lr is None
 
 
-def test_no_retraining_drops_epochs(compose) -> None:
-    """retrain=none ignores a grid's retrain.epochs: dropped from identity and rows, not recorded as used."""
-    a, b = spec_of(compose, "retrain=none"), spec_of(compose, "retrain=none", "retrain.epochs=3")
-    assert b.retrain.epochs == 0 and a.run_id == b.run_id
+def test_no_retraining_rejects_epochs(compose) -> None:
+    """retrain=none with retrain.epochs is an error (as retrain.lr with rewinding), not silently ignored."""
+    a, b = spec_of(compose, "retrain=none"), spec_of(compose, "retrain=none", "retrain.epochs=0")
+    assert a.retrain.epochs == 0 and a.run_id == b.run_id
+    with pytest.raises(ConfigError, match=r"retrain.epochs=3 has no effect with retrain='none', which does not "
+                                          r"retrain; remove it \(retrain.epochs=0\), or use retrain=finetune"):
+        spec_of(compose, "retrain=none", "retrain.epochs=3")
 
 
 def test_deep_checks_import_the_optimizer(compose) -> None:

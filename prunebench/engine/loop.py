@@ -90,12 +90,15 @@ class Run:
                               f"check the network if data.download=true") from None
         self.dm.setup("fit")
         self.dm.to(self.device)
+        check_task_fits(spec, self.dm)
         net = self.build_net()
+        check_layer_sizes(spec, net)
         targets = prunable_weights(net, prune_output=spec.pruning.prune_output, prune_first=spec.pruning.prune_first,
                                    prune_bias=spec.pruning.prune_bias)
         if not targets:
             raise ConfigError(f"model={spec.model.name!r} has no prunable Conv/Linear weights with these pruning options")
         self.targets = [t.param_name for t in targets]
+        check_levels_prune(spec, sum(t.numel for t in targets))
         if spec.train.init_from is not None:  # a pretrained start must load into this model, now
             from prunebench.checkpoints import load_init
 
@@ -501,6 +504,62 @@ def early_stop_columns(history: list[dict[str, Any]], steps_per_epoch: int) -> d
     epoch = int(best["epoch"]) + 1
     return {"early_stop_epoch": epoch, "early_stop_iteration": epoch * steps_per_epoch,
             "early_stop_val_loss": float(best["val_loss"])}
+
+
+def check_task_fits(spec: RunSpec, dm: Any) -> None:
+    """A language model takes token ids: refuse it on a data set of another task (float inputs,
+    class labels) naming both, before the first batch fails inside an embedding."""
+    from prunebench.models import model_task
+
+    task = model_task(spec.model.name)
+    data_task = getattr(dm, "task", "classification")
+    if task == "language_modeling" and data_task != "language_modeling":
+        x = dm.train_dataloader().__iter__().__next__()[0] if hasattr(dm, "train_dataloader") else None
+        what = f"{x.dtype} inputs of shape {tuple(x.shape[1:])}" if x is not None else "its inputs"
+        raise ConfigError(f"model={spec.model.name!r} is a language model (token ids in, next-token logits out), but "
+                          f"data={spec.data.name!r} is a {data_task} data set ({what}); use a language data set "
+                          f"(data=shakespeare) or a classification model")
+
+
+def check_layer_sizes(spec: RunSpec, net: nn.Module) -> None:
+    """Every Conv/Linear layer has a weight with elements: a zero-width layer is a config error
+    (it would divide by zero in the cost code, or train nothing)."""
+    for name, module in net.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and isinstance(weight, torch.Tensor) \
+                and weight.numel() == 0:
+            raise ConfigError(f"model={spec.model.name!r}: layer {name!r} has a weight of shape {tuple(weight.shape)} "
+                              f"(zero width); check the model's width options ({dict(spec.model.kwargs)})")
+
+
+def check_levels_prune(spec: RunSpec, prunable: int) -> None:
+    """Each level of an iterative schedule removes at least one of the ``prunable`` weights; else
+    say how many iterations would (schedule.iterations is checked against the model here,
+    in the preflight, since it takes the model's prunable count)."""
+    s = spec.schedule
+    if s.iterations <= 1 or spec.pruning.structure != "unstructured" or s.name != "iterative":
+        return
+
+    def smallest_step(n: int) -> float:  # weights removed by the level that removes the fewest
+        if s.mode == "linear":
+            return prunable * s.target_sparsity / n
+        keep = 1.0 - s.target_sparsity
+        return prunable * (keep ** ((n - 1) / n) - keep)  # geometric: the last level removes the fewest
+
+    if smallest_step(s.iterations) >= 1.0:
+        return
+    lo, hi = 0, s.iterations  # the largest n whose every level removes at least one weight
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if smallest_step(mid) >= 1.0:
+            lo = mid
+        else:
+            hi = mid - 1
+    fix = f"at most {lo} iterations remove at least one per level" if lo >= 1 else \
+        "raise schedule.target_sparsity or use schedule=one_shot"
+    raise ConfigError(f"schedule.iterations={s.iterations} with schedule.target_sparsity={s.target_sparsity:g} "
+                      f"({s.mode}) removes fewer than one of the model's {prunable} prunable weights per level; "
+                      f"{fix}")
 
 
 def _ok_levels(rows: pd.DataFrame) -> set[int]:
