@@ -283,6 +283,43 @@ def unknown_key_message(overrides: Sequence[str]) -> str | None:
     return None
 
 
+def parse_overrides(args: Sequence[str]) -> list[str]:
+    """Parse the command-line overrides with Hydra's grammar before Hydra runs; return every
+    ``paths.root`` value (each value of a ``-m`` sweep). ConfigError, one line with a hint, for
+    an override Hydra cannot parse (an unquoted unicode or special character) or one without
+    a key (``=0.5``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    roots: list[str] = []
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue  # flags (-m, --cfg job, -cn NAME) and their values
+        shown = arg
+        if "://" in arg:  # a storage URL: never print its password
+            from prunebench.sweep.settings import redact
+
+            shown = redact(arg)
+        try:
+            override = parser.parse_overrides([arg])[0]
+        except HydraException as exc:
+            what = str(exc).strip().splitlines()[0].split(":")[0] if str(exc).strip() else type(exc).__name__
+            key, _, value = arg.partition("=")
+            example = f"'{key}=\"{value}\"'" if "://" not in arg else f"'{key}=\"...\"'"
+            raise ConfigError(f"cannot parse the override {shown!r} ({what}); quote the value for Hydra, as in "
+                              f"{example}") from None
+        if not override.key_or_group:
+            raise ConfigError(f"the override {shown!r} has no key before '='; write key=value, e.g. "
+                              f"schedule.target_sparsity{shown}")
+        if override.key_or_group == "paths.root":
+            if override.is_sweep_override():
+                roots += [str(v) for v in override.sweep_string_iterator()]
+            else:
+                roots.append(str(override.value()) if override.value() is not None else "")
+    return roots
+
+
 def describe_main(args: Sequence[str]) -> int:
     from prunebench import catalog
 
@@ -308,16 +345,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     if sys.argv[1:2] == ["describe"]:
         sys.exit(describe_main(sys.argv[2:]))
-    roots = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("paths.root=")]
-    if roots and "-m" not in sys.argv and "--multirun" not in sys.argv:
-        # Hydra creates its log folder under paths.root before our code runs: check it first.
-        from prunebench.paths import check_writable_root
+    try:
+        # Hydra's own parse errors come as a traceback or a bare "LexerNoViableAltException";
+        # and Hydra creates its log folder under paths.root (with -m too) before our code runs.
+        roots = parse_overrides(sys.argv[1:])
+        if roots:
+            from prunebench.paths import check_writable_root
 
-        try:
-            check_writable_root(roots[-1])
-        except ConfigError as exc:
-            log(f"error: {exc}")
-            sys.exit(2)
+            for root in roots:
+                check_writable_root(root)
+    except ConfigError as exc:
+        log(f"error: {exc}")
+        sys.exit(2)
     entry = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_task)
     try:
         entry()

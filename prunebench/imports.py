@@ -37,6 +37,9 @@ def split_target(target: Any, key: str) -> tuple[str, str, bool]:
     if not isinstance(target, str) or not target.strip():
         raise ConfigError(f"{key}={target!r} must name a callable; {HINT}")
     target = target.strip()
+    if target.endswith(".py") and ":" not in target.replace(":\\", ""):
+        raise ConfigError(f"{key}={target!r} names a file but no callable in it: add ':<function>' "
+                          f"(e.g. {key}={target}:make_net)")
     if ":" in target and not (len(target) > 1 and target[1] == ":" and target.count(":") == 1):  # not C:\...
         where, _, attr = target.rpartition(":")
     else:  # dotted form package.module.callable

@@ -612,7 +612,13 @@ def write_report(root: str, log: Any = None) -> None:
     from prunebench.log import log as default_log
 
     say = log or default_log
-    result = build_report(root)
+    try:
+        result = build_report(root)
+    except OSError as exc:  # the runs are written; only the report could not be (a full disk)
+        say(f"warning: the report was not written: {exc.strerror or type(exc).__name__}"
+            f"{f' ({exc.filename})' if exc.filename else ''}; the results are safe: run prunebench-report {root} "
+            f"once there is room")
+        return
     for run, reason in sorted(result.invalid.items()):  # never silent
         say(f"warning: run {Path(run).name} not used in the report: {reason}")
     for run, reason in sorted(result.lost.items()):
@@ -621,7 +627,8 @@ def write_report(root: str, log: Any = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code (0 ok, 1 nothing to report, 2 bad input)."""
+    """Console entry point; returns the exit code (0 ok, 1 nothing to report, 2 bad input: a root
+    that is missing or a file, an unknown filter column, an --out that cannot be written)."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: the report never opens a window
@@ -630,12 +637,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.root)
     if not root.exists():
         print(f"error: results root {str(root)!r} does not exist (nothing to report)", file=sys.stderr)
-        return 1
+        return 2  # bad input, as a root that is a file
     try:
         result = build_report(root, args.out, args.filter or None, force=args.force)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a folder gone read-only: the results are untouched
+        print(f"error: writing the report failed: {exc.strerror or type(exc).__name__}"
+              f"{f' ({exc.filename})' if exc.filename else ''}; the results under {str(root)!r} are untouched",
+              file=sys.stderr)
+        return 1
     for run, reason in sorted(result.invalid.items()):  # never silent, even with --quiet
         print(f"warning: run {Path(run).name} not used: {run}/rows.csv is damaged ({reason})", file=sys.stderr)
     for run, reason in sorted(result.lost.items()):

@@ -285,6 +285,9 @@ def parse_logger(node: Mapping[str, Any] | None) -> dict[str, Any]:
 
         raise unknown_name("logger", name, LOGGERS)
     _only(cfg, "logger", list(LOGGER_KEYS))
+    save_dir = cfg.get("save_dir")
+    if save_dir is not None and Path(str(save_dir)).expanduser().exists() and not Path(str(save_dir)).expanduser().is_dir():
+        raise ConfigError(f"logger.save_dir={str(save_dir)!r} is a file, not a folder; give a folder for the logs")
     return cfg | {"name": str(name)}
 
 

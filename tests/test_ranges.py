@@ -148,3 +148,9 @@ def test_factory_model_with_a_zero_width_layer_is_refused(compose, tmp_path: Pat
                                 f"model.target={factory}:make", f"paths.root={tmp_path}"]))
     with pytest.raises(ConfigError, match=r"layer '1' has a weight of shape \(0, 8\) \(zero width\)"):
         _prepare(spec)
+
+
+def test_logger_save_dir_on_a_file_is_refused(compose, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"logger.save_dir='.*f' is a file, not a folder"):
+        _spec(compose, "logger=csv", f"logger.save_dir={tmp_path / 'f'}")

@@ -132,7 +132,7 @@ def test_main_cli(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     empty.mkdir()
     assert report.main([str(empty), "--quiet"]) == 1
     assert "no runs under" in capsys.readouterr().err
-    assert report.main([str(tmp_path / "missing")]) == 1
+    assert report.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (empty / "report").exists()
 
