@@ -58,6 +58,7 @@ def test_nothing_valid_left_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtur
     path = run_dir(root, "only")
     write_table(path / "rows.csv", [{"run_id": "only", "level": 0, "status": "ok", "test_acc": 0.9}])
     (path / "DONE").write_text("x")
+    (path / "config.json").write_text(json.dumps({"run_id": "only"}))
     df = pd.read_csv(path / "rows.csv")
     df["test_acc"] = ["high"]
     df.to_csv(path / "rows.csv", index=False)
