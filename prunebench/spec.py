@@ -105,9 +105,11 @@ class CallSpec:
                 fn([torch.nn.Parameter(torch.zeros(1))])
             else:
                 fn(optimizer)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError) as exc:  # a missing, unknown or bad argument
             raise ConfigError(f"{key}: {self.target}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())}) "
                               f"cannot be built: {exc}") from None
+        except Exception:  # noqa: BLE001 - needs what a throwaway parameter lacks (a device, a model): trust it
+            return
 
 
 def parse_callspec(value: Any, key: str) -> CallSpec | None:
@@ -392,14 +394,17 @@ class RunSpec:
             self.retrain.scheduler.check("retrain.scheduler")
         import torch
 
-        opt = self.train.optimizer.partial("train.optimizer")([torch.nn.Parameter(torch.zeros(1))]) \
-            if self.train.scheduler or self.retrain.scheduler else None
         self.train.optimizer.check_construct("train.optimizer")
+        opt = None
+        if self.train.scheduler or self.retrain.scheduler:
+            try:
+                opt = self.train.optimizer.partial("train.optimizer")([torch.nn.Parameter(torch.zeros(1))])
+            except Exception:  # noqa: BLE001 - see check_construct: then the schedulers are not dry-built
+                pass
         for key, sched in (("train.scheduler", self.train.scheduler), ("retrain.scheduler", self.retrain.scheduler)):
-            if sched is not None:
+            if sched is not None and opt is not None:
                 sched.check_construct(key, opt)
         device = resolved_device(self.trainer.accelerator)
-        import torch
 
         if device == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"trainer.accelerator={self.trainer.accelerator!r} needs a CUDA GPU and none is "
