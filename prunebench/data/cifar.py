@@ -10,40 +10,20 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from prunebench.data.base import BatchTransform, TensorDataModule, check_bool
+from prunebench.data.base import TensorDataModule, random_crop_flip  # noqa: F401  (re-exported)
 from prunebench.errors import CorruptFileError, DataNotFoundError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
-
-
-def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``.
-
-    Vectorised: one gather for the whole batch, no per-sample Python loop. Random offsets
-    and flips come from ``gen`` (reproducible for a given seed and device). The zero
-    padding is the mean pixel, as inputs are already standardised.
-    """
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dev = gen.device  # the loader's generator lives on the data's device: no host→device copies
-    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
-    flip = (torch.rand(b, 1, generator=gen, device=dev) < 0.5).to(x.device)
-    rows = dy + torch.arange(h, device=x.device)  # (B, H)
-    cols = torch.arange(w, device=x.device)
-    cols = dx + torch.where(flip, cols.flip(0), cols)  # (B, W): a flip is a reversed column order
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +49,9 @@ class CIFAR10(TensorDataModule):
     """
 
     name = "cifar10"
+    input_range = (0.0, 1.0)
+    channels_known = 3
+    class_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
     def __init__(
         self,
@@ -82,10 +65,11 @@ class CIFAR10(TensorDataModule):
         download: bool = False,
         drop_last: bool = False,
         augment: bool = False,
+        normalize: str | Mapping[str, Any] = "train",
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
-        self.augment = check_bool("augment", augment)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize, augment=augment)
 
     @property
     def num_classes(self) -> int:
@@ -117,6 +101,3 @@ class CIFAR10(TensorDataModule):
             x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)
             out += [x, torch.from_numpy(np.concatenate([p[1] for p in parts]))]
         return out[0], out[1], out[2], out[3]
-
-    def train_transform(self) -> BatchTransform | None:
-        return random_crop_flip if self.augment else None

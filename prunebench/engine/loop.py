@@ -24,6 +24,7 @@ from torch import nn
 
 from prunebench import metrics, seeding
 from prunebench.data import build_datamodule
+from prunebench.data.base import describe_preprocessing, preprocessing_of
 from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, DivergedError, evaluate, perplexity, task_of
@@ -99,6 +100,10 @@ class Run:
             from prunebench.checkpoints import load_init
 
             load_init(net, spec.train.init_from)
+            # A pretrained model judged on inputs it never saw is silently wrong: say what it gets.
+            self.log(f"  [{spec.run_id}] level 0: the pretrained model {spec.train.init_from} receives "
+                     f"{describe_preprocessing(preprocessing_of(self.dm))} (set by data.normalize; none = as loaded, "
+                     "images in [0, 1])")
         self.structure.validate(net, targets, self._example_batch())
         steps_per_epoch = len(self.dm.train_dataloader())
         dense_steps = spec.train.max_steps or spec.train.epochs * steps_per_epoch
@@ -157,7 +162,12 @@ class Run:
              "ticket_run_id": self.ticket.run_id if self.ticket else None,
              "levels": len(spec.schedule.levels()),  # rows.csv holds levels 0..this (checked on read)
              # how to rebuild the dense network (prunebench-export)
-             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
+             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes),
+             # what the model receives and how to rebuild the data (prunebench-export measures the artifact)
+             "preprocessing": preprocessing_of(self.dm),
+             "data": {"name": spec.data.name, "root": str(Path(spec.data.kwargs.get("root", spec.data_dir)).absolute()),
+                      "kwargs": {k: v for k, v in spec.data.kwargs.items() if k != "root"},
+                      "class_names": getattr(self.dm, "class_names", None)}},
             indent=2, default=str))
         rows = read_rows(self.path)
         done_levels = _ok_levels(rows)
@@ -433,6 +443,7 @@ class Run:
         return {
             "run_id": spec.run_id, "seed": spec.seed, "level": level,
             "dataset": display_name("data", spec.data.name, spec.data.kwargs),
+            "preprocessing": describe_preprocessing(preprocessing_of(self.dm)),
             "model": display_name("model", spec.model.name, spec.model.kwargs), "method": spec.pruning.method,
             "scope": spec.pruning.scope, "structure": spec.pruning.structure, "schedule": spec.schedule.name,
             "retrain": spec.retrain.name, "target_sparsity": target,
