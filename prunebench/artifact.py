@@ -311,9 +311,11 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 def plot_deploy(df: pd.DataFrame, axes: Sequence[Any] | None = None) -> Any:
     """Accuracy against gzip bytes (left) and batch-1 latency (right), one point per exported
     configuration (mean over seeds), fp32 as circles and int8 as triangles, the Pareto front
-    of each panel drawn as a line. Returns the Figure."""
+    of each model and panel drawn as a line. ONNX files only when there are any. Returns the Figure."""
     import matplotlib.pyplot as plt
 
+    if (df["format"] == "onnx").any():  # the deployment artifact; pt files are for PyTorch users
+        df = df[df["format"] == "onnx"]
     s = exports_summary(df)
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -358,7 +360,7 @@ def compression_at(df: pd.DataFrame, max_loss_pp: float = 0.2) -> pd.DataFrame:
         if not len(dense):
             continue
         d = dense.iloc[0]
-        ok = sm[sm["test_acc"] >= d["test_acc"] - max_loss_pp / 100]
+        ok = sm[(sm["test_acc"] >= d["test_acc"] - max_loss_pp / 100 - 1e-12) & (sm["format"] == "onnx")]
         best = ok.sort_values("gzip_bytes").iloc[0]
         rows.append({"model": model, "dense_bytes": int(d["bytes"]), "dense_acc": d["test_acc"],
                      "structure": best["structure"], "target_sparsity": best["target_sparsity"],
