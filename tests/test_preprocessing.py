@@ -122,3 +122,16 @@ def test_exports_table_summary_front_and_compression(tmp_path: Path) -> None:
     written = write_report_files(tmp_path, tmp_path / "report")
     assert {p.name for p in written} == {"exports_summary.csv", "exports_summary.md", "deploy.png"}
     assert "lenet: 13.3x (unstructured 0.9 fp32, 300 B gzip vs 4000 B dense" in (tmp_path / "report" / "exports_summary.md").read_text()
+
+
+def test_retrain_batch_size_is_identity_of_pruned_runs_only(compose) -> None:
+    base = from_config(compose(["data=mnist"]))
+    spelled = from_config(compose(["data=mnist", "retrain.batch_size=null"]))
+    small = from_config(compose(["data=mnist", "retrain.batch_size=32"]))
+    assert spelled.run_id == base.run_id and small.run_id != base.run_id
+    assert small.dense_id == base.dense_id  # the dense model is shared
+    assert small.retrain.batch_size == 32 and base.retrain.batch_size is None
+    with pytest.raises(ConfigError, match=r"retrain.batch_size=0"):
+        from_config(compose(["data=mnist", "retrain.batch_size=0"]))
+    with pytest.raises(ConfigError, match=r"batch_size"):
+        from_config(compose(["data=mnist", "retrain=lr_rewind", "+retrain.batch_size=32"]))

@@ -195,3 +195,21 @@ def test_default_standardisation_travels_inside_the_export(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"--calibration-batches=0: --quantize int8 needs a calibration split"):
         ex.export(root, run.name, 1, "onnx", quantize="int8", calibration_batches=0)
     assert ex.main([str(root), "--run", run.name, "--level", "1", "--format", "pt", "--quantize", "int8"]) == 2
+
+
+def test_retrain_batch_size_sets_the_fine_tuning_steps(tmp_path: Path) -> None:
+    from prunebench.cli import main
+
+    root = tmp_path / "out"
+    args = ["data=synthetic", "data.input_shape=[3,8,8]", "data.n_train=320", "data.n_test=64", "data.val_size=64",
+            "data.batch_size=32", "model=conv2", "train.epochs=1", "retrain.epochs=1", "metrics.latency=false",
+            "trainer=cpu", "report=false", "schedule=one_shot", "schedule.target_sparsity=0.5",
+            f"paths.root={root}", f"paths.data_dir={tmp_path / 'data'}"]
+    main(args)
+    main([*args, "retrain.batch_size=16"])
+    rows = {int(r["batch_size_finetune"].dropna().iloc[0]): r for r in
+            (pd.read_csv(p / "rows.csv") for p in (root / "runs").iterdir())}
+    # 256 training samples: 8 steps of 32 per epoch, 16 of 16
+    assert rows[32].loc[rows[32]["level"] == 1, "early_stop_iteration"].iloc[0] == 8
+    assert rows[16].loc[rows[16]["level"] == 1, "early_stop_iteration"].iloc[0] == 16
+    assert len([d for d in (root / "cache" / "dense").iterdir() if d.is_dir()]) == 1  # one dense model, shared

@@ -9,11 +9,12 @@ finished one is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,23 @@ class Run:
         if self.ticket is not None:
             Run(self.ticket, self.log).prepare()
 
+    @contextlib.contextmanager
+    def _retrain_batches(self) -> Iterator[None]:
+        """Training batches of retrain.batch_size inside the block (dense training keeps data.batch_size)."""
+        bs = self.spec.retrain.batch_size
+        old = self.dm.batch_size
+        if bs is not None:
+            self.dm.batch_size = bs
+        try:
+            yield
+        finally:
+            self.dm.batch_size = old
+
     def _gradual_plan(self) -> Any:
         from prunebench.engine.gradual import make_plan
 
-        steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
+        with self._retrain_batches():
+            steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
         return make_plan(self.spec.schedule, steps)
 
     def build_net(self) -> nn.Module:
@@ -209,7 +223,7 @@ class Run:
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": test_acc, "acc_pruned_val": val_acc, **self._task_columns(val_loss, test_loss, test_loss),
                 "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
-                "epochs_finetune": 0,
+                "epochs_finetune": 0, "batch_size_finetune": None,
             }
             self._append_row(row)
             self._save_dense_level(net, mask, dense)
@@ -218,7 +232,8 @@ class Run:
         mode = self.mode
         levels = spec.schedule.levels()
         round_rate = per_round_rate(spec.schedule.target_sparsity, spec.schedule.iterations)
-        steps_per_epoch = len(self.dm.train_dataloader())
+        with self._retrain_batches():
+            steps_per_epoch = len(self.dm.train_dataloader())
         for k, target in enumerate(levels, start=1):
             ld = level_dir(self.path, k)
             if k in done_levels:
@@ -247,7 +262,7 @@ class Run:
                 self.progress.start_level(k, epochs=mode.epochs(spec), steps_per_epoch=steps_per_epoch)
             loggers = self._loggers(k)
             try:
-                with seeding.scoped(spec.seed, "train", k):
+                with seeding.scoped(spec.seed, "train", k), self._retrain_batches():
                     result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
                                  callbacks=[gradual] if gradual else None, loggers=loggers, progress=self.progress)
             except BaseException:
@@ -448,6 +463,7 @@ class Run:
             "scope": spec.pruning.scope, "structure": spec.pruning.structure, "schedule": spec.schedule.name,
             "retrain": spec.retrain.name, "target_sparsity": target,
             "lr_finetune": self._lr_used(),
+            "batch_size_finetune": (spec.retrain.batch_size or self.dm.batch_size) if self.mode.trains else None,
             "epochs_finetune": self.mode.epochs(spec), "iterations": spec.schedule.iterations,
             "precision": spec.trainer.precision,
             "status": "ok", "label": spec.curve_label(), "experiment": spec.experiment,
