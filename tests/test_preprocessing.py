@@ -135,3 +135,39 @@ def test_retrain_batch_size_is_identity_of_pruned_runs_only(compose) -> None:
         from_config(compose(["data=mnist", "retrain.batch_size=0"]))
     with pytest.raises(ConfigError, match=r"batch_size"):
         from_config(compose(["data=mnist", "retrain=lr_rewind", "+retrain.batch_size=32"]))
+
+
+def _write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    import gzip
+
+    n = len(images)
+    head = b"".join(v.to_bytes(4, "big") for v in (2051, n, 28, 28))
+    (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(head + images.tobytes()))
+    (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"".join(
+        v.to_bytes(4, "big") for v in (2049, n)) + labels.tobytes()))
+
+
+def test_torchvision_fashion_mnist_reads_the_original_gz_files_read_only(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torchvision")
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 60), ("t10k", 20)):
+        _write_idx(raw, prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                   rng.integers(0, 10, n, dtype=np.uint8))
+    for p in [*raw.iterdir(), raw, raw.parent, raw.parent.parent]:
+        p.chmod(0o555 if p.is_dir() else 0o444)  # as /work/shared/data: nothing may be written there
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        tv = build_datamodule("torchvision", dataset="FashionMNIST", root=tmp_path / "data", normalize="none",
+                              val_size=10)
+        tv.setup()
+        own = build_datamodule("fashion_mnist", root=tmp_path / "data", normalize="none", val_size=10)
+        own.setup()
+    finally:
+        for p in [raw.parent.parent, raw.parent, raw, *raw.iterdir()]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert torch.equal(tv.x_test, own.x_test) and torch.equal(tv.y_test, own.y_test)
+    assert tv.class_names[-1] == "Ankle boot" and tv.preprocessing()["input_range"] == [0.0, 1.0]
+    assert len(list((tmp_path / "cache" / "prunebench" / "idx").glob("*/FashionMNIST/raw/*-ubyte"))) == 4

@@ -9,15 +9,18 @@ training and test sets, or, for a class with neither, the test set is carved off
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import inspect
 import os
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from prunebench.data.base import TensorDataModule, check_normalize_channels, mix_seed
+from prunebench.data.base import TensorDataModule, atomic_write, check_normalize_channels, mix_seed
 from prunebench.data.imagefolder import check_image_size, check_test_size, images_to_tensor
 from prunebench.errors import ConfigError, DataNotFoundError
 
@@ -69,11 +72,37 @@ class TorchvisionData(TensorDataModule):
             raise RuntimeError("data='torchvision': call setup() before num_classes")
         return self._num_classes
 
+    def _idx_root(self) -> Path:
+        """Where torchvision should look. MNIST, FashionMNIST and KMNIST read *extracted* IDX
+        files; a folder holding only the original ``.gz`` files (as distributed, possibly
+        read-only) is extracted once into a cache, keyed by the folder and its files' sizes,
+        and that cache becomes the root. Other classes: ``data.root`` as given."""
+        import torchvision
+
+        cls = self.cls
+        if not (isinstance(cls, type) and issubclass(cls, torchvision.datasets.MNIST)
+                and cls._check_exists is torchvision.datasets.MNIST._check_exists
+                and isinstance(getattr(cls, "resources", None), list)):
+            return self.root
+        raw = self.root / cls.__name__ / "raw"
+        names = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+        if all((raw / n).is_file() for n in names) or not all((raw / f"{n}.gz").is_file() for n in names):
+            return self.root  # already extracted, or absent (torchvision downloads or reports it)
+        key = hashlib.sha256(str(raw.resolve()).encode() + b"".join(
+            str((raw / f"{n}.gz").stat().st_size).encode() for n in names)).hexdigest()[:16]
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunebench" / "idx" / key
+        out = cache / cls.__name__ / "raw"
+        for n in names:
+            if not (out / n).is_file():
+                src = raw / f"{n}.gz"
+                atomic_write(out / n, lambda tmp, src=src: tmp.write_bytes(gzip.decompress(src.read_bytes())))
+        return cache
+
     def _make(self, split: str | None) -> Any:
         params = inspect.signature(self.cls).parameters
         args: dict[str, Any] = dict(self.kwargs)
         if "root" in params:
-            args.setdefault("root", str(self.root))
+            args.setdefault("root", str(self._idx_root()))
         if "download" in params:
             args.setdefault("download", self.download)
         if split is not None:
