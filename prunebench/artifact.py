@@ -28,14 +28,15 @@ import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import Tensor, nn
 
 from prunebench.errors import ConfigError
+
+if TYPE_CHECKING:  # the report imports this module and imports no torch
+    from torch import Tensor, nn
 
 EXPORTS = "exports.csv"
 #: Latency repeats: batch-1 calls and large-batch calls (medians are recorded), after warm-up.
@@ -80,12 +81,16 @@ class _Runner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.fmt == "onnx":
             return self.session.run(None, {self.name: x.astype(self.dtype, copy=False)})[0]
+        import torch
+
         with torch.inference_mode():
             return self.module(torch.from_numpy(x)).numpy()
 
 
 @contextlib.contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -166,6 +171,8 @@ def calibration_inputs(x_train: Tensor, batches: int, batch_size: int = 32, seed
         raise ConfigError(f"--calibration-batches={batches!r}: int8 calibration needs at least one training batch")
     if len(x_train) == 0:
         raise ConfigError("--quantize int8 needs a calibration split: the run's training split is empty")
+    import torch
+
     from prunebench.seeding import mix_seed
 
     perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(mix_seed(seed, "int8")))
@@ -412,7 +419,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def module_input_dtype(net: nn.Module) -> torch.dtype:
+def module_input_dtype(net: nn.Module) -> Any:
     """int64 for token models (an Embedding first), float32 otherwise."""
+    import torch
+    from torch import nn
+
     first = next((m for m in net.modules() if not list(m.children())), None)
     return torch.int64 if isinstance(first, nn.Embedding) else torch.float32
