@@ -49,7 +49,7 @@ def _idx(images: np.ndarray, labels: np.ndarray, raw: Path, prefix: str) -> None
     (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(head + labels.astype(np.uint8).tobytes()))
 
 
-def write_fashion(root: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def write_fashion(root: Path, seed: int = 0, folder: str = "FashionMNIST") -> tuple[np.ndarray, np.ndarray]:
     """IDX files in torchvision's layout: each class a fixed random smooth 28x28 template; a sample is
     its template, shifted by up to 2 pixels, under heavy noise. Learnable, not trivially.
     Returns the raw test split (uint8 images, labels)."""
@@ -64,7 +64,7 @@ def write_fashion(root: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         x = 0.2 * x + 0.8 * rng.uniform(0, 255, size=x.shape)
         return np.clip(x, 0, 255).astype(np.uint8), y
 
-    raw = root / "FashionMNIST" / "raw"
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     x, y = draw(N_TRAIN)
     _idx(x, y, raw, "train")
@@ -213,3 +213,34 @@ def test_retrain_batch_size_sets_the_fine_tuning_steps(tmp_path: Path) -> None:
     assert rows[32].loc[rows[32]["level"] == 1, "early_stop_iteration"].iloc[0] == 8
     assert rows[16].loc[rows[16]["level"] == 1, "early_stop_iteration"].iloc[0] == 16
     assert len([d for d in (root / "cache" / "dense").iterdir() if d.is_dir()]) == 1  # one dense model, shared
+
+
+@pytest.mark.slow  # the deployment study's path, tiny: two of its runs, their exports, the report
+def test_deploy_study_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from prunebench.cli import main
+
+    data, root = tmp_path / "data", tmp_path / "out"
+    write_fashion(data, folder="MNIST")
+    base = ["experiment=deploy_mnist", "study=null", f"data.root={data}", "data.val_size=300", "train.epochs=1",
+            f"paths.root={root}", "report=false", "trainer.accelerator=cpu"]
+    main([*base, "schedule.target_sparsity=0.9", "label=lenet300_unstructured"])
+    main([*base, "pruning=channel", "schedule.target_sparsity=0.5", "label=lenet300_channel"])
+    spec = importlib.util.spec_from_file_location(
+        "deploy_mnist", Path(__file__).resolve().parents[1] / "experiments" / "deploy_mnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.export_all(root) == 6  # one dense level (shared) + two pruned levels, fp32 and int8
+    assert mod.export_all(root) == 0  # measured files are not measured again
+    df = read_exports(root)
+    assert len(df) == 6 and (df["status"] == "ok").all()
+    assert set(df["quantize"].fillna("fp32")) == {"fp32", "int8"}
+    from prunebench.report import build_report
+
+    build_report(root, force=True)
+    assert (root / "report" / "deploy.png").exists() and "lenet_300_100" in (root / "report" / "exports_summary.md").read_text()
+    capsys.readouterr()
+    mod.print_compression(root)
+    out = capsys.readouterr().out
+    assert "lenet_300_100: dense" in out and "Deep Compression, LeNet-300-100: 40x" in out
