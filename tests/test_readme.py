@@ -86,6 +86,8 @@ def brief(line: str, root: Path) -> list[str] | str:
     keys = {a.split("=", 1)[0] for a in args}
     extra = dict(TINY) | {k: v for k, v in CAPS.items() if k in keys}
     experiment = any(a.startswith("experiment=") for a in args)
+    if "schedule=gradual" in args:
+        extra["schedule.frequency"] = "2"  # a few fine-tune steps must hold a pruning step
     if not experiment and "schedule" not in keys or "schedule=iterative" in args:
         extra["schedule.iterations"] = "2"  # the default schedule: 8 levels
     if not experiment and "data" not in keys:
