@@ -171,3 +171,17 @@ def test_torchvision_fashion_mnist_reads_the_original_gz_files_read_only(tmp_pat
     assert torch.equal(tv.x_test, own.x_test) and torch.equal(tv.y_test, own.y_test)
     assert tv.class_names[-1] == "Ankle boot" and tv.preprocessing()["input_range"] == [0.0, 1.0]
     assert len(list((tmp_path / "cache" / "prunebench" / "idx").glob("*/FashionMNIST/raw/*-ubyte"))) == 4
+
+
+def test_int8_of_a_language_model_is_an_error_before_any_work(tmp_path: Path) -> None:
+    from prunebench import export as ex
+
+    run = tmp_path / "runs" / "lm1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"run_id": "lm1", "preprocessing": {
+        "input": "token ids", "normalize": None, "input_dtype": "int64", "input_range": [0, 81]}}))
+    # nothing else exists (no rows, no levels): the refusal comes before anything is read
+    with pytest.raises(ConfigError, match=r"--quantize=int8: run lm1 is a language model \(token-id inputs\)"):
+        ex.export(tmp_path, "lm1", 1, "onnx", quantize="int8")
+    with pytest.raises(ConfigError, match=r"--quantize='int4' is not supported; valid: int8"):
+        ex.export(tmp_path, "lm1", 1, "onnx", quantize="int4")
