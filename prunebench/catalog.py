@@ -182,6 +182,7 @@ SCHEDULES = Catalog("schedule", {"one_shot": Options, "iterative": IterativeOpti
 @dataclass(frozen=True)
 class FinetuneOptions(Options):
     lr: float | None = opt(None, "fine-tune learning rate (null: the dense optimizer's)", low=0.0, low_inclusive=False)
+    batch_size: int | None = opt(None, "fine-tuning batch size (null: data.batch_size, as dense training)", low=1)
 
 
 @dataclass(frozen=True)

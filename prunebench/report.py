@@ -291,6 +291,9 @@ def format_intervals(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+from prunebench.artifact import write_report_files  # noqa: E402  (exports table and deploy figure)
+
+
 def _claims_files(df: pd.DataFrame, root: Path, out: Path, result: ReportResult) -> None:
     """claims.md and claims.csv: a verdict for every claim of every experiment in the table.
 
@@ -516,7 +519,7 @@ def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, inval
     """A hash of everything the report reads: a relaunch with the same key has nothing to do."""
     files = []
     for pattern in ("runs/*/levels/*/layers.csv", "runs/*/levels/0/state.pt", f"runs/*/{SENSITIVITY_FILE}",
-                    "studies/*.db", "studies/*.db-wal"):
+                    "studies/*.db", "studies/*.db-wal", "export/exports.csv"):
         for p in sorted(root.glob(pattern)):
             st = p.stat()
             files.append(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
@@ -578,6 +581,7 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     _table_files(df, out_dir, result)
     _summary_files(df, root, out_dir, filters, result)
     _claims_files(df, root, out_dir, result)
+    result.written += write_report_files(root, out_dir)  # prunebench-export's measured artifacts (export/exports.csv)
     w = _Writer(result, key=_digest(df), previous=before)
     _curve_figures(df, w)
     _layer_figure(df, root, w)

@@ -219,6 +219,11 @@ class RetrainSpec:
         return getattr(self.options, "lr", None)
 
     @property
+    def batch_size(self) -> int | None:
+        """The fine-tuning batch size (retrain=finetune; None: data.batch_size)."""
+        return getattr(self.options, "batch_size", None)
+
+    @property
     def rewind_step(self) -> int:
         return int(getattr(self.options, "rewind_step", 0))
 

@@ -125,7 +125,7 @@ def fake_run(root: Path, run_id: str = "r1", channel: bool = True) -> dict[int, 
 @pytest.mark.parametrize("channel", [True, False])
 def test_export_pt_is_weights_only_and_needs_no_mask(tmp_path: Path, channel: bool) -> None:
     models = fake_run(tmp_path, channel=channel)
-    path = ex.export(tmp_path, "r1", 1, "pt")
+    path = ex.export(tmp_path, "r1", 1, "pt", measure=False)  # a hand-made run: no data to measure on
     assert path == tmp_path / "export" / "r1-level1.pt"
     payload = torch.load(path, weights_only=True)
     assert payload["extra"]["model"] == {"name": "conv4", "kwargs": {}, "input_shape": [3, 8, 8], "num_classes": 5}
@@ -147,7 +147,7 @@ def test_export_pt_is_weights_only_and_needs_no_mask(tmp_path: Path, channel: bo
 @pytest.mark.integration  # the ONNX exporter takes seconds
 def test_export_onnx_runs_in_onnxruntime(tmp_path: Path) -> None:
     models = fake_run(tmp_path)
-    path = ex.export(tmp_path, "r1", 1, "onnx", tmp_path / "m.onnx")
+    path = ex.export(tmp_path, "r1", 1, "onnx", tmp_path / "m.onnx", measure=False)
     assert not Path(f"{path}.data").exists()  # one self-contained file
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(5, *SHAPE)  # another batch size: the batch dimension is dynamic
@@ -200,7 +200,7 @@ def test_export_errors_name_the_option(tmp_path: Path, capsys: pytest.CaptureFix
 def test_cli_best_exports_the_chosen_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     models = fake_run(tmp_path)
     out = tmp_path / "best.pt"
-    assert ex.main([str(tmp_path), "--run", "r1", "--best", "--max-drop", "0.02", "--out", str(out)]) == 0
+    assert ex.main([str(tmp_path), "--run", "r1", "--best", "--max-drop", "0.02", "--out", str(out), "--no-measure"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out) and "best level under the budget: 1" in captured.err
     net = ex.load_exported(out)
@@ -229,14 +229,16 @@ def test_export_of_a_real_run(tmp_path: Path, structure: str) -> None:
     net = ex.load_exported(pt)
     level, _ = ex.load_level(root, run.name, 2, data_dir=root / "data")
     x = torch.randn(6, 3, 8, 8)
-    with torch.no_grad():
-        assert torch.equal(net(x), level(x))
+    pre = json.loads((run / "config.json").read_text())["preprocessing"]
+    mean, std = torch.tensor(pre["mean"]).view(3, 1, 1), torch.tensor(pre["std"]).view(3, 1, 1)
+    with torch.no_grad():  # the file carries the run's standardisation: raw inputs in, the level's logits out
+        assert torch.equal(net.net(x), level(x)) and torch.equal(net(x), level((x - mean) / std))
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         assert abs(session.run(None, {"input": x.numpy()})[0] - net(x).numpy()).max() <= ex.ONNX_ATOL
     dense_params = int(rows.loc[rows["level"] == 0, "params"].iloc[0])
-    n_params = sum(p.numel() for p in net.parameters())
-    n_zero = sum(int((p == 0).sum()) for p in net.parameters())
+    n_params = sum(p.numel() for p in net.net.parameters())
+    n_zero = sum(int((p == 0).sum()) for p in net.net.parameters())
     if structure == "channel":
         assert n_params == int(rows.loc[rows["level"] == 2, "params"].iloc[0]) < dense_params
     else:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from prunebench.options import parse_bool, parse_int
 from prunebench.seeding import mix_seed
@@ -159,6 +160,137 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+# ---- preprocessing: data.normalize and data.augment ------------------------------------
+
+#: Named choices of ``data.normalize``; an explicit ``{mean: [...], std: [...]}`` is the fourth.
+NORMALIZE = ("train", "none", "imagenet")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZE_HELP = ("train (training-split statistics), none (inputs as loaded, images in [0, 1]), imagenet "
+                  "(torchvision's pretrained weights' statistics), or {mean: [...], std: [...]} with one number "
+                  "per channel")
+
+
+def check_normalize(value: Any) -> str | dict[str, list[float]]:
+    """``data.normalize``: a name of :data:`NORMALIZE` or ``{"mean": [...], "std": [...]}``
+    (plain lists of floats, std > 0, equal lengths); ConfigError naming the key and value."""
+    if isinstance(value, str):
+        if value in NORMALIZE:
+            return value
+        raise ConfigError(f"data.normalize={value!r} is not a known choice; valid: {NORMALIZE_HELP}")
+    if isinstance(value, Mapping):
+        if set(value) != {"mean", "std"}:
+            raise ConfigError(f"data.normalize={dict(value)!r} must have exactly the keys mean and std "
+                              "(e.g. data.normalize={mean:[0.5],std:[0.25]})")
+        out: dict[str, list[float]] = {}
+        for key in ("mean", "std"):
+            v = value[key]
+            items = list(v) if isinstance(v, Sequence) and not isinstance(v, str) else [v]
+            if not items or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                                    for t in items):
+                raise ConfigError(f"data.normalize.{key}={v!r} must be a non-empty list of finite numbers, one "
+                                  "per channel")
+            out[key] = [float(t) for t in items]
+        if any(t <= 0 for t in out["std"]):
+            raise ConfigError(f"data.normalize.std={out['std']!r} must be > 0 for every channel")
+        if len(out["mean"]) != len(out["std"]):
+            raise ConfigError(f"data.normalize: mean has {len(out['mean'])} values and std {len(out['std'])}; "
+                              "give one of each per channel")
+        return out
+    raise ConfigError(f"data.normalize={value!r} must be one of: {NORMALIZE_HELP}")
+
+
+def check_normalize_channels(normalize: str | dict[str, list[float]], channels: int, where: str) -> None:
+    """ConfigError when an explicit mean/std (or ``imagenet``) does not fit ``channels`` input channels."""
+    if isinstance(normalize, dict) and len(normalize["mean"]) != channels:
+        raise ConfigError(f"data.normalize: mean/std have {len(normalize['mean'])} values but {where} has "
+                          f"{channels} channel(s); give one mean and one std per channel")
+    if normalize == "imagenet" and channels != 3:
+        raise ConfigError(f"data.normalize='imagenet' needs 3-channel (RGB) images; {where} has {channels} "
+                          "channel(s): use train, none or an explicit {mean: [...], std: [...]}")
+
+
+def train_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and std of the training inputs: per channel for images ``(N, C, H, W)``,
+    one scalar pair otherwise (keeps the shape of 1-D signals)."""
+    dims = (0, 2, 3) if x.dim() == 4 else tuple(range(x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)[0]
+    std = x.std(dim=dims, keepdim=True)[0].clamp_min(1e-8)
+    return mean, std
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std``: the data module's preprocessing as a module (exports carry it).
+
+    The same float operations as :meth:`TensorDataModule.setup` applies to the splits, so
+    a model behind it, fed the raw inputs, sees bit-identical values.
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone().float())
+        self.register_buffer("std", std.detach().clone().float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+class Preprocessed(nn.Module):
+    """A network behind its preprocessing: takes the inputs the data set yields before
+    preprocessing (images as float in [0, 1]). ``net`` is the model itself."""
+
+    def __init__(self, net: nn.Module, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.preprocess = Standardize(mean, std)
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.preprocess(x))
+
+
+def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``.
+
+    Vectorised: one gather for the whole batch, no per-sample Python loop. Random offsets
+    and flips come from ``gen`` (reproducible for a given seed and device). The padding is
+    zeros of the preprocessed inputs: the mean pixel under ``normalize=train``, black
+    under ``none``.
+    """
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dev = gen.device  # the loader's generator lives on the data's device: no host→device copies
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
+    flip = (torch.rand(b, 1, generator=gen, device=dev) < 0.5).to(x.device)
+    rows = dy + torch.arange(h, device=x.device)  # (B, H)
+    cols = torch.arange(w, device=x.device)
+    cols = dx + torch.where(flip, cols.flip(0), cols)  # (B, W): a flip is a reversed column order
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def preprocessing_of(dm: Any) -> dict[str, Any]:
+    """``dm.preprocessing()``, or ``{"normalize": "own"}`` for a data module without one
+    (a user's, whose transforms prunebench does not change)."""
+    fn = getattr(dm, "preprocessing", None)
+    return fn() if callable(fn) else {"normalize": "own", "mean": None, "std": None}
+
+
+def describe_preprocessing(pre: Mapping[str, Any]) -> str:
+    """One line for the results table: ``normalize=train mean=[0.2860] std=[0.3530] input=float32[0,1]``."""
+    if pre.get("input") == "token ids":
+        return f"token ids ({pre.get('tokenizer', '?')}, vocab {pre.get('vocab_size', '?')}), not normalised"
+    parts = [f"normalize={pre.get('normalize')}"]
+    if pre.get("mean") is not None:
+        fmt = lambda v: "[" + ",".join(f"{t:.4g}" for t in v) + "]"  # noqa: E731
+        parts += [f"mean={fmt(pre['mean'])}", f"std={fmt(pre['std'])}"]
+    rng = pre.get("input_range")
+    parts.append(f"input={pre.get('input_dtype', 'float32')}" + (f"[{rng[0]:g},{rng[1]:g}]" if rng else ""))
+    if pre.get("augment"):
+        parts.append("augment=crop+flip")
+    return " ".join(parts)
+
+
 # ---- the base data module ----------------------------------------------------------------
 
 
@@ -185,6 +317,12 @@ class TensorDataModule(pl.LightningDataModule):
     name: ClassVar[str] = ""
     #: classification, or language_modeling (targets are the next tokens; see engine/module.py)
     task: ClassVar[str] = "classification"
+    #: Range of the inputs :meth:`load` yields (before preprocessing): ``(0, 1)`` for images.
+    input_range: ClassVar[tuple[float, float] | None] = None
+    #: Input channels when fixed by the data set (checked against data.normalize at once).
+    channels_known: ClassVar[int | None] = None
+    #: Class names in label order, when known (exports record them).
+    class_names: list[str] | None = None
 
     def __init__(
         self,
@@ -197,6 +335,8 @@ class TensorDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         download: bool = False,
         drop_last: bool = False,
+        normalize: str | Mapping[str, Any] = "train",
+        augment: bool = False,
     ) -> None:
         super().__init__()
         self.seed = check_int("seed", seed, low=0)
@@ -207,6 +347,10 @@ class TensorDataModule(pl.LightningDataModule):
         self.split_seed = check_int("split_seed", split_seed, low=0)
         self.download = check_bool("download", download)
         self.drop_last = check_bool("drop_last", drop_last)
+        self.normalize = check_normalize(normalize)
+        self.augment = check_bool("augment", augment)
+        if self.channels_known is not None:
+            check_normalize_channels(self.normalize, self.channels_known, f"data={self.name!r}")
         self.device = torch.device("cpu")
         self._ready = False
         self.x_train: Tensor
@@ -234,8 +378,9 @@ class TensorDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def train_transform(self) -> BatchTransform | None:
-        """Augmentation applied to training batches (never val / test / calibration)."""
-        return None
+        """Augmentation applied to training batches (never val / test / calibration):
+        ``data.augment=true`` is a random crop (pad 4) and horizontal flip of images."""
+        return random_crop_flip if self.augment else None
 
     # -- LightningDataModule ---------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -258,6 +403,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.val_indices = perm[:n_val].sort().values
         self.train_indices = perm[n_val:].sort().values
         x_train, y_train = x[self.train_indices], y[self.train_indices]
+        self.check_preprocessing(x_train)
         self.mean, self.std = self.statistics(x_train)
         norm = lambda t: ((t - self.mean) / self.std).contiguous()  # noqa: E731
         dev = self.device
@@ -266,14 +412,65 @@ class TensorDataModule(pl.LightningDataModule):
         self.x_test, self.y_test = norm(x_test).to(dev), y_test.to(dev)
         self._ready = True
 
-    @staticmethod
-    def statistics(x: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and std of the training inputs: per channel for images ``(N, C, H, W)``,
-        one scalar pair otherwise (keeps the shape of 1-D signals)."""
-        dims = (0, 2, 3) if x.dim() == 4 else tuple(range(x.dim()))
-        mean = x.mean(dim=dims, keepdim=True)[0]
-        std = x.std(dim=dims, keepdim=True)[0].clamp_min(1e-8)
-        return mean, std
+    def check_preprocessing(self, x_train: Tensor) -> None:
+        """ConfigError (before any training) when data.normalize / data.augment do not fit
+        the loaded inputs: mean/std per channel, imagenet on RGB, augmentation on images."""
+        where = f"data={self.name!r}"
+        if x_train.dim() == 4:
+            check_normalize_channels(self.normalize, int(x_train.shape[1]), where)
+        else:
+            if self.normalize == "imagenet":
+                raise ConfigError(f"data.normalize='imagenet' needs images; {where} has inputs of shape "
+                                  f"{tuple(x_train.shape[1:])}")
+            if isinstance(self.normalize, dict) and len(self.normalize["mean"]) != 1:
+                raise ConfigError(f"data.normalize: {where} has non-image inputs of shape {tuple(x_train.shape[1:])}: "
+                                  f"give one mean and one std, not {len(self.normalize['mean'])}")
+            if self.augment:
+                raise ConfigError(f"data.augment=true crops and flips images; {where} has inputs of shape "
+                                  f"{tuple(x_train.shape[1:])}")
+
+    def statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``(mean, std)`` of ``data.normalize`` for training inputs ``x``: per channel
+        ``(C, 1, 1)`` for images, one scalar pair otherwise (keeps the shape of 1-D signals)."""
+        mean, std = train_statistics(x)
+        if self.normalize == "train":
+            return mean, std
+        if self.normalize == "none":
+            return torch.zeros_like(mean), torch.ones_like(std)
+        values = (IMAGENET_MEAN, IMAGENET_STD) if self.normalize == "imagenet" else \
+            (self.normalize["mean"], self.normalize["std"])  # type: ignore[index]
+        return (torch.tensor(values[0], dtype=x.dtype).view(mean.shape),
+                torch.tensor(values[1], dtype=x.dtype).view(std.shape))
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What the model receives (after setup): for config.json, each row and exports.
+
+        ``normalize`` (the choice: a name or ``explicit``), ``mean`` / ``std`` (the numbers,
+        per channel), ``input_dtype`` / ``input_range`` / ``input_shape`` of the raw inputs
+        (what an exported model takes), ``augment``.
+        """
+        self._require_setup()
+        return {"normalize": self.normalize if isinstance(self.normalize, str) else "explicit",
+                "mean": [float(v) for v in self.mean.flatten()], "std": [float(v) for v in self.std.flatten()],
+                "input_dtype": "float32", "input_range": list(self.input_range) if self.input_range else None,
+                "input_shape": list(self.input_shape), "augment": bool(self.augment)}
+
+    def preprocess_module(self) -> nn.Module:
+        """The preprocessing as a module (raw inputs → what the model receives)."""
+        self._require_setup()
+        return Standardize(self.mean.cpu(), self.std.cpu())
+
+    def raw_split(self, split: str) -> Batch:
+        """``(x, y)`` of ``split`` (train / val / test) as :meth:`load` yields them, before
+        preprocessing (on the CPU): what an exported model takes. Loads the files again."""
+        self._require_setup()
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        x, y, x_test, y_test = self.load()
+        if split == "test":
+            return x_test, y_test
+        idx = self.train_indices if split == "train" else self.val_indices
+        return x[idx], y[idx]
 
     # -- the public API --------------------------------------------------------------------
     def to(self, device: torch.device | str) -> TensorDataModule:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from prunebench.data.base import BatchTransform, TensorDataModule, check_bool
+from prunebench.data.base import TensorDataModule, check_bool, random_crop_flip  # noqa: F401  (re-exported)
 from prunebench.errors import CorruptFileError, DataNotFoundError
 
 FOLDER = "cifar-10-batches-py"
@@ -29,27 +30,6 @@ TEST_FILES = ["test_batch"]
 MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e"}
-
-
-def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random ``pad``-pixel-padded crop and horizontal flip of a batch ``(B, C, H, W)``.
-
-    Vectorised: one gather for the whole batch, no per-sample Python loop. Random offsets
-    and flips come from ``gen`` (reproducible for a given seed and device). The zero
-    padding is the mean pixel, as inputs are already standardised.
-    """
-    b, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dev = gen.device  # the loader's generator lives on the data's device: no host→device copies
-    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=dev).to(x.device)
-    flip = (torch.rand(b, 1, generator=gen, device=dev) < 0.5).to(x.device)
-    rows = dy + torch.arange(h, device=x.device)  # (B, H)
-    cols = torch.arange(w, device=x.device)
-    cols = dx + torch.where(flip, cols.flip(0), cols)  # (B, W): a flip is a reversed column order
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def check_md5(path: Path) -> None:
@@ -91,6 +71,9 @@ class CIFAR10(TensorDataModule):
     """
 
     name = "cifar10"
+    input_range = (0.0, 1.0)
+    channels_known = 3
+    class_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
     def __init__(
         self,
@@ -105,10 +88,11 @@ class CIFAR10(TensorDataModule):
         drop_last: bool = False,
         augment: bool = False,
         checksum: bool = True,
+        normalize: str | Mapping[str, Any] = "train",
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
-        self.augment = check_bool("augment", augment)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize, augment=augment)
         self.checksum = check_bool("checksum", checksum)
 
     @property
@@ -141,6 +125,3 @@ class CIFAR10(TensorDataModule):
             x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float().div_(255.0)
             out += [x, torch.from_numpy(np.concatenate([p[1] for p in parts]))]
         return out[0], out[1], out[2], out[3]
-
-    def train_transform(self) -> BatchTransform | None:
-        return random_crop_flip if self.augment else None

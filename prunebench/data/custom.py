@@ -258,6 +258,24 @@ class LoaderDataModule:
         loader = self._loader(Subset(self.train_set, perm), bs)
         return list(loader)
 
+    def preprocessing(self) -> dict[str, Any]:
+        """Your data module's own transforms, untouched: prunebench adds no normalisation."""
+        self._require_setup()
+        return {"normalize": "own", "mean": None, "std": None, "input_dtype": "float32", "input_range": None,
+                "input_shape": list(self._shape), "augment": False}
+
+    def preprocess_module(self) -> torch.nn.Module:
+        return torch.nn.Identity()
+
+    def raw_split(self, split: str) -> Batch:
+        """``(x, y)`` of a whole split as your loaders yield it (on the CPU)."""
+        ds = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[split]
+        xs, ys = [], []
+        for x, y in self._loader(ds, int(self.eval_batch_size or 256)):
+            xs.append(x.cpu())
+            ys.append(y.cpu())
+        return torch.cat(xs), torch.cat(ys)
+
     def __repr__(self) -> str:
         state = ", ".join(f"{k}={v}" for k, v in self.sizes.items()) if self._ready else "not set up"
         return f"LoaderDataModule({self._what()}, {state})"

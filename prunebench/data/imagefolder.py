@@ -20,12 +20,11 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from prunebench.data.base import TensorDataModule, check_int, mix_seed
+from prunebench.data.base import (IMAGENET_MEAN, IMAGENET_STD, NORMALIZE, TensorDataModule,  # noqa: F401
+                                  check_int, check_normalize_channels, mix_seed, train_statistics)
 from prunebench.errors import ConfigError, CorruptFileError, DataNotFoundError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-NORMALIZE = ("train", "imagenet", "none")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def check_image_size(value: Any) -> tuple[int, int] | None:
@@ -70,29 +69,30 @@ class ImageFolder(TensorDataModule):
     """Images in class folders under ``root`` (see the module docstring for layouts).
 
     Keys: ``image_size`` (null = keep, all images must then share one size), ``channels``
-    (3 = RGB, 1 = grey), ``normalize`` (``train``: training-split statistics, ``imagenet``:
-    the statistics torchvision's pretrained weights expect, ``none``), ``test_size`` (the
+    (3 = RGB, 1 = grey), ``normalize`` (as every image data set: ``train``, ``none``,
+    ``imagenet`` or ``{mean: [...], std: [...]}``), ``augment``, ``test_size`` (the
     fraction carved off for testing when there is no ``test`` folder), ``max_memory_mb``.
     """
 
     name = "imagefolder"
+    input_range = (0.0, 1.0)
 
     def __init__(self, *, seed: int = 0, root: str | os.PathLike[str] | None = None, batch_size: int = 64,
                  eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
-                 normalize: str = "train", test_size: float = 0.2, max_memory_mb: int = 4096) -> None:
+                 normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
+                 augment: bool = False) -> None:
         if root is None or not str(root):
             raise ConfigError(f"data.root={root!r}: set data.root=<folder> holding train/val/test class folders "
                               f"or class folders directly")
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize, augment=augment)
         self.image_size = check_image_size(image_size)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ConfigError(f"data.channels={channels!r} must be 1 (grey) or 3 (RGB)")
         self.channels = int(channels)
-        if normalize not in NORMALIZE:
-            raise ConfigError(f"data.normalize={normalize!r} is not a known name; valid: {', '.join(NORMALIZE)}")
-        self.normalize = normalize
+        check_normalize_channels(self.normalize, self.channels, f"data=imagefolder with data.channels={channels}")
         self.test_size = check_test_size(test_size)
         self.max_memory_mb = check_int("max_memory_mb", max_memory_mb, low=1)
         self.classes: list[str] = []
@@ -173,6 +173,7 @@ class ImageFolder(TensorDataModule):
         dirs = self.split_dirs()
         train_files = self.scan(dirs.get("train", dirs.get("all", self.root)))
         self.classes = sorted(train_files)
+        self.class_names = list(self.classes)
         groups = [train_files] + [self.scan(dirs[s]) for s in ("val", "test") if s in dirs]
         self._check_memory(groups)
         x, y = self.read(train_files, "train")
@@ -197,13 +198,6 @@ class ImageFolder(TensorDataModule):
             self.x_val = ((x_val - self.mean) / self.std).contiguous().to(self.device)
             self.y_val = y_val.to(self.device)
             self._given_val = None
-
-    def statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if self.normalize == "imagenet" and self.channels == 3:
-            return torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        if self.normalize == "none":
-            return torch.zeros(x.shape[1], 1, 1), torch.ones(x.shape[1], 1, 1)
-        return TensorDataModule.statistics(x)
 
 
 # ---- trees too large for memory: streamed through the LoaderDataModule adapter ------------
@@ -248,7 +242,7 @@ class LazyImageFolder(pl.LightningDataModule):
         if self.folder.normalize == "train":
             g = torch.Generator().manual_seed(mix_seed(self.folder.split_seed, "stats"))
             idx = torch.randperm(len(raw), generator=g)[: self.STATS_IMAGES].tolist()
-            mean, std = TensorDataModule.statistics(torch.stack([raw[i][0] for i in idx]))
+            mean, std = train_statistics(torch.stack([raw[i][0] for i in idx]))
         else:
             mean, std = self.folder.statistics(torch.zeros(1, self.folder.channels, 1, 1))
         tf = self._transform(mean, std)
@@ -295,20 +289,23 @@ def _estimate_mb(folder: ImageFolder) -> float:
 def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, batch_size: int = 64,
                  eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
-                 normalize: str = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
-                 lazy: bool | None = None, num_workers: int = 0) -> Any:
+                 normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
+                 lazy: bool | None = None, num_workers: int = 0, augment: bool = False) -> Any:
     """``data=imagefolder``: in memory (:class:`ImageFolder`) when the decoded tree fits in
     ``max_memory_mb`` (or ``lazy=false``), else streamed from disk per batch (``lazy=true``,
     or automatically when too large) with ``num_workers`` loader processes."""
     folder = ImageFolder(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
                          image_size=image_size, channels=channels, normalize=normalize, test_size=test_size,
-                         max_memory_mb=max_memory_mb)
+                         max_memory_mb=max_memory_mb, augment=augment)
     if lazy is not None and not isinstance(lazy, bool):
         raise ConfigError(f"data.lazy={lazy!r} must be null (automatic), true or false")
     if lazy is False or (lazy is None and (not folder.root.is_dir() or _estimate_mb(folder) <= max_memory_mb)):
         return folder
     folder.prepare_data()  # the same checks on the tree as in memory
+    if folder.augment:
+        raise ConfigError("data.augment=true is applied to in-memory images; this tree is streamed from disk "
+                          "(data.lazy or over data.max_memory_mb): set data.augment=false or data.lazy=false")
     from prunebench.data.custom import LoaderDataModule
 
     return LoaderDataModule(LazyImageFolder(folder, num_workers), target=str(folder.root), seed=seed,

@@ -59,6 +59,8 @@ class IDXDataModule(TensorDataModule):
 
     #: torchvision class name = folder name under root (``MNIST``, ``FashionMNIST``).
     folder = ""
+    input_range = (0.0, 1.0)
+    channels_known = 1
 
     @property
     def num_classes(self) -> int:
@@ -124,6 +126,7 @@ class MNIST(IDXDataModule):
 
     name = "mnist"
     folder = "MNIST"
+    class_names = [str(i) for i in range(10)]
 
 
 class FashionMNIST(IDXDataModule):
@@ -131,3 +134,5 @@ class FashionMNIST(IDXDataModule):
 
     name = "fashion_mnist"
     folder = "FashionMNIST"
+    class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]

@@ -15,6 +15,7 @@ import warnings
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -121,9 +122,11 @@ class MNIST1D(TensorDataModule):
         download: bool = False,
         drop_last: bool = False,
         num_samples: int = 5000,
+        normalize: str | Mapping[str, Any] = "train",
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize)
         # mnist1d draws num_samples // 10 per class; fewer than 10 per class leaves no test set.
         self.num_samples = check_int("num_samples", num_samples, low=100)
 

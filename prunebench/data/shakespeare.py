@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from prunebench.data.base import TensorDataModule, atomic_write, check_int
 from prunebench.errors import ConfigError, DataNotFoundError
@@ -208,6 +208,22 @@ class Shakespeare(TensorDataModule):
         self.max_train_blocks = None if max_train_blocks is None else check_int("max_train_blocks", max_train_blocks, 1)
         self.max_eval_blocks = None if max_eval_blocks is None else check_int("max_eval_blocks", max_eval_blocks, 1)
         self._vocab = 0
+
+    def preprocessing(self) -> dict[str, Any]:
+        """Token ids in, no normalisation (see TensorDataModule.preprocessing)."""
+        self._require_setup()
+        return {"input": "token ids", "normalize": None, "input_dtype": "int64",
+                "input_range": [0, self._vocab - 1], "input_shape": [self.block_size],
+                "tokenizer": self.tokenizer, "vocab_size": self._vocab}
+
+    def preprocess_module(self) -> nn.Module:
+        return nn.Identity()
+
+    def raw_split(self, split: str) -> tuple[Tensor, Tensor]:
+        self._require_setup()
+        x, y = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[split]
+        return x.cpu(), y.cpu()
 
     @property
     def num_classes(self) -> int:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,15 +105,22 @@ class Synthetic(TensorDataModule):
         n_train: int = 2048,
         n_test: int = 512,
         teacher_seed: int = 0,
+        normalize: str | Mapping[str, Any] = "train",
+        augment: bool = False,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize, augment=augment)
         if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_shape
         ):
             raise ConfigError(f"data.input_shape={input_shape!r} must be a non-empty list of positive integers, "
                               "e.g. [3, 32, 32] or [40]")
         self.shape = tuple(int(s) for s in input_shape)
+        if len(self.shape) == 3:
+            from prunebench.data.base import check_normalize_channels
+
+            check_normalize_channels(self.normalize, self.shape[0], f"data.input_shape={list(self.shape)}")
         self._num_classes = check_int("num_classes", num_classes, low=2)
         self.n_train = check_int("n_train", n_train, low=2)
         self.n_test = check_int("n_test", n_test, low=1)

@@ -9,15 +9,18 @@ training and test sets, or, for a class with neither, the test set is carved off
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import inspect
 import os
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from prunebench.data.base import TensorDataModule, mix_seed
+from prunebench.data.base import TensorDataModule, atomic_write, check_normalize_channels, mix_seed
 from prunebench.data.imagefolder import check_image_size, check_test_size, images_to_tensor
 from prunebench.errors import ConfigError, DataNotFoundError
 
@@ -38,20 +41,25 @@ class TorchvisionData(TensorDataModule):
     """A torchvision data set class by name, held in memory (see the module docstring)."""
 
     name = "torchvision"
+    input_range = (0.0, 1.0)
 
     def __init__(self, *, seed: int = 0, root: str | os.PathLike[str] | None = "data", batch_size: int = 128,
                  eval_batch_size: int = 1000, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, dataset: str | None = None, image_size: int | Sequence[int] | None = None,
                  channels: int | None = None, test_size: float = 0.2,
-                 kwargs: Mapping[str, Any] | None = None) -> None:
+                 kwargs: Mapping[str, Any] | None = None, normalize: str | Mapping[str, Any] = "train",
+                 augment: bool = False) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
+                         normalize=normalize, augment=augment)
         self.cls = dataset_class(dataset)
         self.dataset = str(dataset)
         self.image_size = check_image_size(image_size)
         if channels not in (None, 1, 3):
             raise ConfigError(f"data.channels={channels!r} must be null (as stored), 1 or 3")
         self.channels = channels
+        if channels is not None:
+            check_normalize_channels(self.normalize, channels, f"data.dataset={dataset!r} with data.channels={channels}")
         self.test_size = check_test_size(test_size)
         if kwargs is not None and not isinstance(kwargs, Mapping):
             raise ConfigError(f"data.kwargs={kwargs!r} must be a mapping of {dataset} arguments")
@@ -64,11 +72,37 @@ class TorchvisionData(TensorDataModule):
             raise RuntimeError("data='torchvision': call setup() before num_classes")
         return self._num_classes
 
+    def _idx_root(self) -> Path:
+        """Where torchvision should look. MNIST, FashionMNIST and KMNIST read *extracted* IDX
+        files; a folder holding only the original ``.gz`` files (as distributed, possibly
+        read-only) is extracted once into a cache, keyed by the folder and its files' sizes,
+        and that cache becomes the root. Other classes: ``data.root`` as given."""
+        import torchvision
+
+        cls = self.cls
+        if not (isinstance(cls, type) and issubclass(cls, torchvision.datasets.MNIST)
+                and cls._check_exists is torchvision.datasets.MNIST._check_exists
+                and isinstance(getattr(cls, "resources", None), list)):
+            return self.root
+        raw = self.root / cls.__name__ / "raw"
+        names = [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+        if all((raw / n).is_file() for n in names) or not all((raw / f"{n}.gz").is_file() for n in names):
+            return self.root  # already extracted, or absent (torchvision downloads or reports it)
+        key = hashlib.sha256(str(raw.resolve()).encode() + b"".join(
+            str((raw / f"{n}.gz").stat().st_size).encode() for n in names)).hexdigest()[:16]
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunebench" / "idx" / key
+        out = cache / cls.__name__ / "raw"
+        for n in names:
+            if not (out / n).is_file():
+                src = raw / f"{n}.gz"
+                atomic_write(out / n, lambda tmp, src=src: tmp.write_bytes(gzip.decompress(src.read_bytes())))
+        return cache
+
     def _make(self, split: str | None) -> Any:
         params = inspect.signature(self.cls).parameters
         args: dict[str, Any] = dict(self.kwargs)
         if "root" in params:
-            args.setdefault("root", str(self.root))
+            args.setdefault("root", str(self._idx_root()))
         if "download" in params:
             args.setdefault("download", self.download)
         if split is not None:
@@ -106,6 +140,7 @@ class TorchvisionData(TensorDataModule):
             test_idx, rest = perm[:n_test].sort().values, perm[n_test:].sort().values
             x_test, y_test, x, y = x[test_idx], y[test_idx], x[rest], y[rest]
         classes = getattr(train, "classes", None)
+        self.class_names = [str(c) for c in classes] if classes else None
         n = len(classes) if classes else int(torch.cat([y, y_test]).max()) + 1
         n = max(n, int(getattr(train, "num_classes", 0) or 0))
         if len(y) and (int(y.min()) < 0 or int(torch.cat([y, y_test]).max()) >= n):

@@ -9,12 +9,13 @@ finished one is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from torch import nn
 
 from prunebench import metrics, seeding
 from prunebench.data import build_datamodule
+from prunebench.data.base import describe_preprocessing, preprocessing_of
 from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, DivergedError, evaluate, perplexity, task_of
@@ -103,6 +105,10 @@ class Run:
             from prunebench.checkpoints import load_init
 
             load_init(net, spec.train.init_from)
+            # A pretrained model judged on inputs it never saw is silently wrong: say what it gets.
+            self.log(f"  [{spec.run_id}] level 0: the pretrained model {spec.train.init_from} receives "
+                     f"{describe_preprocessing(preprocessing_of(self.dm))} (set by data.normalize; none = as loaded, "
+                     "images in [0, 1])")
         self.structure.validate(net, targets, self._example_batch())
         steps_per_epoch = len(self.dm.train_dataloader())
         dense_steps = spec.train.max_steps or spec.train.epochs * steps_per_epoch
@@ -130,10 +136,23 @@ class Run:
         if self.ticket is not None:
             Run(self.ticket, self.log).prepare()
 
+    @contextlib.contextmanager
+    def _retrain_batches(self) -> Iterator[None]:
+        """Training batches of retrain.batch_size inside the block (dense training keeps data.batch_size)."""
+        bs = self.spec.retrain.batch_size
+        old = self.dm.batch_size
+        if bs is not None:
+            self.dm.batch_size = bs
+        try:
+            yield
+        finally:
+            self.dm.batch_size = old
+
     def _gradual_plan(self) -> Any:
         from prunebench.engine.gradual import make_plan
 
-        steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
+        with self._retrain_batches():
+            steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
         return make_plan(self.spec.schedule, steps)
 
     def build_net(self) -> nn.Module:
@@ -164,7 +183,12 @@ class Run:
              "ticket_run_id": self.ticket.run_id if self.ticket else None,
              "levels": len(spec.schedule.levels()),  # rows.csv holds levels 0..this (checked on read)
              # how to rebuild the dense network (prunebench-export)
-             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
+             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes),
+             # what the model receives and how to rebuild the data (prunebench-export measures the artifact)
+             "preprocessing": preprocessing_of(self.dm),
+             "data": {"name": spec.data.name, "root": str(Path(spec.data.kwargs.get("root", spec.data_dir)).absolute()),
+                      "kwargs": {k: v for k, v in spec.data.kwargs.items() if k != "root"},
+                      "class_names": getattr(self.dm, "class_names", None)}},
             indent=2, default=str))
         rows = read_rows(self.path)
         done_levels = _ok_levels(rows)
@@ -224,7 +248,7 @@ class Run:
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": test_acc, "acc_pruned_val": val_acc, **self._task_columns(val_loss, test_loss, test_loss),
                 "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
-                "epochs_finetune": 0,
+                "epochs_finetune": 0, "batch_size_finetune": None,
             }
             self._append_row(row)
             self._save_dense_level(net, mask, dense)
@@ -233,7 +257,8 @@ class Run:
         mode = self.mode
         levels = spec.schedule.levels()
         round_rate = per_round_rate(spec.schedule.target_sparsity, spec.schedule.iterations)
-        steps_per_epoch = len(self.dm.train_dataloader())
+        with self._retrain_batches():
+            steps_per_epoch = len(self.dm.train_dataloader())
         for k, target in enumerate(levels, start=1):
             ld = level_dir(self.path, k)
             if k in done_levels:
@@ -262,7 +287,7 @@ class Run:
                 self.progress.start_level(k, epochs=mode.epochs(spec), steps_per_epoch=steps_per_epoch)
             loggers = self._loggers(k)
             try:
-                with seeding.scoped(spec.seed, "train", k):
+                with seeding.scoped(spec.seed, "train", k), self._retrain_batches():
                     result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
                                  callbacks=[gradual] if gradual else None, loggers=loggers, progress=self.progress)
             except BaseException:
@@ -458,10 +483,12 @@ class Run:
         return {
             "run_id": spec.run_id, "seed": spec.seed, "level": level,
             "dataset": display_name("data", spec.data.name, spec.data.kwargs),
+            "preprocessing": describe_preprocessing(preprocessing_of(self.dm)),
             "model": display_name("model", spec.model.name, spec.model.kwargs), "method": spec.pruning.method,
             "scope": spec.pruning.scope, "structure": spec.pruning.structure, "schedule": spec.schedule.name,
             "retrain": spec.retrain.name, "target_sparsity": target,
             "lr_finetune": self._lr_used(),
+            "batch_size_finetune": (spec.retrain.batch_size or self.dm.batch_size) if self.mode.trains else None,
             "epochs_finetune": self.mode.epochs(spec), "iterations": spec.schedule.iterations,
             "precision": spec.trainer.precision,
             "status": "ok", "label": spec.curve_label(), "experiment": spec.experiment,

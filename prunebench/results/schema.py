@@ -66,6 +66,8 @@ OPTIONAL: dict[str, str] = {
     "early_stop_iteration": "Int64",
     "early_stop_val_loss": "float64",
     "experiment": "string",
+    "preprocessing": "string",
+    "batch_size_finetune": "Int64",  # retrain.batch_size, or data.batch_size when unset  # what the model receives: data.normalize and its numbers (data.base)
     "val_loss": "float64",
     "acc_pruned_val": "float64",
     "prunable_params": "Int64",
