@@ -39,6 +39,8 @@ CASES = {
                   "schedule.iterations=2"],
     "channel_random": ["pruning=channel", "pruning.method=random", "pruning.target=channels",
                        "schedule.target_sparsity=0.5"],
+    "rigl_dst": ["pruning=rigl", "pruning.delta_t=2", "schedule=one_shot", "retrain=weight_rewind", "retrain.epochs=2"],
+    "set_dst": ["pruning=set", "pruning.delta_t=2", "schedule=one_shot", "retrain=weight_rewind", "retrain.epochs=2"],
     "none": ["retrain=none", "retrain.epochs=0"],
     "lr_rewind": ["retrain=lr_rewind"],
     "weight_rewind": ["retrain=weight_rewind", "retrain.rewind_step=3"],

@@ -105,6 +105,7 @@ class Run:
         if spec.train.max_steps:
             dense_steps = min(spec.train.max_steps, spec.train.epochs * steps_per_epoch)
         self.mode.validate(spec, dense_steps)
+        self.structure.check_training(self.mode.epochs(spec) * steps_per_epoch)
         if spec.schedule.name == "gradual":
             from prunebench.pruning.criteria import get_criterion
 
@@ -238,8 +239,9 @@ class Run:
             loggers = self._loggers(k)
             try:
                 with seeding.scoped(spec.seed, "train", k):
+                    callbacks = ([gradual] if gradual else []) + self.structure.training_callbacks(k)
                     result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
-                                 callbacks=[gradual] if gradual else None, loggers=loggers, progress=self.progress)
+                                 callbacks=callbacks or None, loggers=loggers, progress=self.progress)
             except BaseException:
                 from prunebench.loggers import finish
 
@@ -249,6 +251,8 @@ class Run:
             if gradual is not None:
                 if not gradual.finished:
                     raise RuntimeError(f"level {k}: gradual pruning stopped before its last step ({gradual.history[-1:]})")
+                mask = module.mask
+            if self.structure.moves_mask:  # dynamic sparse training: the fit's last mask
                 mask = module.mask
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
             test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
@@ -260,7 +264,7 @@ class Run:
                 **self._task_columns(val_loss, test_loss, loss_pruned),
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
-            row |= early_stop_columns(result.history, steps_per_epoch)
+            row |= early_stop_columns(result.history, steps_per_epoch) | self.structure.level_columns()
             if gradual is not None:
                 row |= {"gradual_end_step": gradual.plan.end, "gradual_prune_steps": len(gradual.history)}
             write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])
