@@ -24,6 +24,8 @@ from torch import nn
 
 from prunebench import metrics, seeding
 from prunebench.data import build_datamodule
+from prunebench.data.eval_texts import eval_columns
+from prunebench.data.eval_texts import provenance as eval_provenance
 from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, DivergedError, evaluate, perplexity, task_of
@@ -158,7 +160,8 @@ class Run:
              "ticket_run_id": self.ticket.run_id if self.ticket else None,
              "levels": len(spec.schedule.levels()),  # rows.csv holds levels 0..this (checked on read)
              # how to rebuild the dense network (prunebench-export)
-             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes)},
+             "net": net_record(spec.model.name, dict(spec.model.kwargs), self.dm.input_shape, self.dm.num_classes),
+             **eval_provenance(self.dm)},  # calibration and evaluation sources
             indent=2, default=str))
         rows = read_rows(self.path)
         done_levels = _ok_levels(rows)
@@ -199,6 +202,7 @@ class Run:
             row = self._base_row(0, 0.0) | self._cost_row(net, mask, example, dense_level=True) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": test_acc, "acc_pruned_val": val_acc, **self._task_columns(val_loss, test_loss, test_loss),
+                **eval_columns(self.dm, net, self.device),
                 "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
                 "epochs_finetune": 0,
             }
@@ -261,7 +265,7 @@ class Run:
             row = self._base_row(k, target) | self._cost_row(net, mask, example) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": acc_pruned, "acc_pruned_val": acc_pruned_val,
-                **self._task_columns(val_loss, test_loss, loss_pruned),
+                **self._task_columns(val_loss, test_loss, loss_pruned), **eval_columns(self.dm, net, self.device),
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
             row |= early_stop_columns(result.history, steps_per_epoch) | self.structure.level_columns()
