@@ -322,6 +322,13 @@ def test_dst_options_are_typed(compose: Any, tmp_path: Path, key: str, value: An
         _spec(compose, tmp_path, ["pruning=rigl", f"pruning.{key}={value}"])
 
 
+@pytest.mark.parametrize("pruning", ["static", "set", "rigl"])
+def test_each_updater_is_its_own_curve(compose: Any, tmp_path: Path, pruning: str) -> None:
+    spec = _spec(compose, tmp_path, [f"pruning={pruning}"])
+    assert spec.curve_label() == f"random/one_shot/weight_rewind/dst/{pruning}"
+    assert spec.pruning.identity()["structure"] == "dst"
+
+
 class Interrupt(Exception):
     pass
 
