@@ -136,12 +136,27 @@ class ChannelOptions(Options):
                             "false keeps every head and prunes only MLP units")
 
 
+@dataclass(frozen=True)
+class DSTOptions(Options):
+    """Dynamic sparse training (prunebench.engine.sparse_training). Defaults: RigL's (Evci et al. 2020, Sec. 3)."""
+
+    update: str = opt("rigl", "how the mask moves: static (never), set (drop |w|, regrow at random; Mocanu et al. "
+                              "2018), rigl (drop |w|, regrow by dense |grad|; Evci et al. 2020)",
+                      choices=("static", "set", "rigl"))
+    delta_t: int = opt(100, "optimizer steps between mask updates (RigL's Delta T)", low=1)
+    drop_fraction: float = opt(0.3, "fraction of each layer's live weights dropped at the first update (alpha); "
+                                    "cosine-decayed to 0 at end_fraction", low=0.0, high=1.0, low_inclusive=False)
+    end_fraction: float = opt(0.75, "fraction of the training steps after which the mask stops moving (T_end)",
+                              low=0.0, high=1.0, low_inclusive=False)
+
+
 STRUCTURES = Catalog("pruning.structure", {
-    "unstructured": UnstructuredOptions, "nm": NMOptions, "channel": ChannelOptions,
+    "unstructured": UnstructuredOptions, "nm": NMOptions, "channel": ChannelOptions, "dst": DSTOptions,
 }, help={
     "unstructured": "individual weights masked to zero",
     "nm": "N of every M consecutive input weights kept (2:4 semi-structured)",
     "channel": "whole output channels removed physically (Torch-Pruning dependency graph)",
+    "dst": "dynamic sparse training: a mask that drops and regrows weights while training (static, SET, RigL)",
 })
 
 

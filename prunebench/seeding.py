@@ -18,6 +18,8 @@ reinit      the ``reinit`` control's fresh weights at level k
 random_mask the ``random_mask`` control's mask at level k
 calibration which training batches calibration-based criteria see
             (data modules: ``mix_seed(seed, "calibration")``)
+regrow      dynamic sparse training's random regrowth (SET) at level k, optimizer
+            step t: ``(seed, "regrow", k, t)``, one fresh stream per update
 ========== =====================================================================
 
 Library code never calls ``torch.manual_seed`` on the global generator; where a module
@@ -33,7 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 PURPOSES = ("init", "split", "order", "augment", "train", "criterion", "reinit", "random_mask", "calibration",
-            "teacher", "data")
+            "teacher", "data", "regrow")
 
 
 def derive(seed: int, purpose: str, *parts: Any) -> int:

@@ -385,6 +385,8 @@ class RunSpec:
         parts = [self.pruning.method, self.schedule.name, self.retrain.name]
         if self.pruning.structure != "unstructured":
             parts.append(self.pruning.structure)
+        if self.pruning.structure == "dst":  # static / set / rigl are different curves
+            parts.append(str(getattr(self.pruning.structure_options, "update", "")))
         return "/".join(parts)
 
     def check_deep(self) -> None:

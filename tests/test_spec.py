@@ -34,7 +34,7 @@ def test_default_config_is_valid(compose) -> None:
         (["train.epochs=-3"], "train.epochs=-3 is out of range"),
         (["pruning.scope=everywhere"], "pruning.scope='everywhere' is not a known name; valid: .*global.*layer"),
         (["pruning.method=magnitud"], "pruning.method='magnitud' is not a known name; valid: .*magnitude"),
-        (["pruning.structure=blocks"], "pruning.structure='blocks' is not a known name; valid: channel, nm, unstructured"),
+        (["pruning.structure=blocks"], "pruning.structure='blocks' is not a known name; valid: channel, dst, nm, unstructured"),
         (["model.name=resnet21"], "model='resnet21' is not a known name; valid: .*resnet20"),
         (["data.name=imagenet"], "data='imagenet' is not a known name; valid: .*mnist1d"),
         (["retrain.name=polish"], "retrain='polish' is not a known name; valid: .*finetune"),

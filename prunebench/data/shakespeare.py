@@ -198,6 +198,7 @@ class Shakespeare(TensorDataModule):
         tokenizer: str = "char",
         max_train_blocks: int | None = None,
         max_eval_blocks: int | None = None,
+        eval_texts: dict[str, str] | None = None,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
@@ -208,6 +209,10 @@ class Shakespeare(TensorDataModule):
         self.max_train_blocks = None if max_train_blocks is None else check_int("max_train_blocks", max_train_blocks, 1)
         self.max_eval_blocks = None if max_eval_blocks is None else check_int("max_eval_blocks", max_eval_blocks, 1)
         self._vocab = 0
+        from prunebench.data.eval_texts import check_eval_texts
+
+        self.eval_texts = check_eval_texts(eval_texts)  # extra evaluation texts (prunebench.data.eval_texts)
+        self.extra_eval: dict[str, tuple[Tensor, Tensor]] = {}
 
     def preprocessing(self) -> dict[str, Any]:
         """Token ids in, no normalisation (see TensorDataModule.preprocessing)."""
@@ -249,4 +254,28 @@ class Shakespeare(TensorDataModule):
         self.x_train, self.y_train = x_tr.to(dev), y_tr.to(dev)
         self.x_val, self.y_val = x_va.to(dev), y_va.to(dev)
         self.x_test, self.y_test = x_te.to(dev), y_te.to(dev)
+        if self.eval_texts:
+            from prunebench.data.eval_texts import load_text
+
+            encode = self._encoder()
+            self.extra_eval = {name: blocks(encode(load_text(src)), T, self.max_eval_blocks)
+                               for name, src in self.eval_texts.items()}
         self._ready = True
+
+    def _encoder(self) -> Any:
+        """The split's tokenizer as ``text -> ids`` (char: characters outside the plays' alphabet dropped)."""
+        if self.tokenizer == "char":
+            tok = CharTokenizer("".join(split_texts(corpus()).values()))
+            return lambda text: tok.encode("".join(c for c in text if c in tok.index))
+        from prunebench.models.hf import load_tokenizer
+
+        hf = load_tokenizer(self.tokenizer)
+        return lambda text: np.asarray(hf(text)["input_ids"], dtype=np.int64)
+
+    def eval_dataloaders(self) -> dict[str, Any]:
+        """Extra evaluation texts by name: batches in a fixed order (``eval_batch_size``)."""
+        from prunebench.data.base import TensorLoader
+
+        self._require_setup()
+        return {name: TensorLoader(x.to(self.device), y.to(self.device), self.eval_batch_size)
+                for name, (x, y) in self.extra_eval.items()}

@@ -27,6 +27,8 @@ from torch import nn
 from prunebench import metrics, seeding
 from prunebench.data import build_datamodule
 from prunebench.data.base import describe_preprocessing, preprocessing_of
+from prunebench.data.eval_texts import eval_columns
+from prunebench.data.eval_texts import provenance as eval_provenance
 from prunebench.engine.dense import DenseModel, check_loadable, load_state, save_state, train_dense
 from prunebench.engine.fit import device_of, fit
 from prunebench.engine.module import Classifier, DivergedError, evaluate, perplexity, task_of
@@ -115,6 +117,7 @@ class Run:
         if spec.train.max_steps:
             dense_steps = min(spec.train.max_steps, spec.train.epochs * steps_per_epoch)
         self.mode.validate(spec, dense_steps)
+        self.structure.check_training(self.mode.epochs(spec) * steps_per_epoch)
         if spec.schedule.name == "gradual":
             from prunebench.pruning.criteria import get_criterion
 
@@ -188,7 +191,8 @@ class Run:
              "preprocessing": preprocessing_of(self.dm),
              "data": {"name": spec.data.name, "root": str(Path(spec.data.kwargs.get("root", spec.data_dir)).absolute()),
                       "kwargs": {k: v for k, v in spec.data.kwargs.items() if k != "root"},
-                      "class_names": getattr(self.dm, "class_names", None)}},
+                      "class_names": getattr(self.dm, "class_names", None)},
+             **eval_provenance(self.dm)},  # calibration and evaluation sources
             indent=2, default=str))
         rows = read_rows(self.path)
         done_levels = _ok_levels(rows)
@@ -247,6 +251,7 @@ class Run:
             row = self._base_row(0, 0.0) | self._cost_row(net, mask, example, dense_level=True) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": test_acc, "acc_pruned_val": val_acc, **self._task_columns(val_loss, test_loss, test_loss),
+                **eval_columns(self.dm, net, self.device),
                 "train_seconds": 0.0 if dense.meta.get("cached") else dense.meta.get("train_seconds"),
                 "epochs_finetune": 0, "batch_size_finetune": None,
             }
@@ -288,8 +293,9 @@ class Run:
             loggers = self._loggers(k)
             try:
                 with seeding.scoped(spec.seed, "train", k), self._retrain_batches():
+                    callbacks = ([gradual] if gradual else []) + self.structure.training_callbacks(k)
                     result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
-                                 callbacks=[gradual] if gradual else None, loggers=loggers, progress=self.progress)
+                                 callbacks=callbacks or None, loggers=loggers, progress=self.progress)
             except BaseException:
                 from prunebench.loggers import finish
 
@@ -300,6 +306,8 @@ class Run:
                 if not gradual.finished:
                     raise RuntimeError(f"level {k}: gradual pruning stopped before its last step ({gradual.history[-1:]})")
                 mask = module.mask
+            if self.structure.moves_mask:  # dynamic sparse training: the fit's last mask
+                mask = module.mask
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
             test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
             if not math.isfinite(test_loss) or not math.isfinite(val_loss):
@@ -307,10 +315,10 @@ class Run:
             row = self._base_row(k, target) | self._cost_row(net, mask, example) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
                 "acc_pruned": acc_pruned, "acc_pruned_val": acc_pruned_val,
-                **self._task_columns(val_loss, test_loss, loss_pruned),
+                **self._task_columns(val_loss, test_loss, loss_pruned), **eval_columns(self.dm, net, self.device),
                 "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
             }
-            row |= early_stop_columns(result.history, steps_per_epoch)
+            row |= early_stop_columns(result.history, steps_per_epoch) | self.structure.level_columns()
             if gradual is not None:
                 row |= {"gradual_end_step": gradual.plan.end, "gradual_prune_steps": len(gradual.history)}
             write_table(ld / "epochs.csv", result.history or [{"epoch": 0}])

@@ -111,6 +111,8 @@ class Classifier(pl.LightningModule):
         self.optimizer_steps = 0  # over the whole fit (in-training pruning schedules count these)
         #: called with this module after every optimizer step (in-training pruning schedules)
         self.step_hooks: list[Callable[[Classifier], None]] = []
+        #: called with this module after backward, before the gradients are masked (RigL's dense gradients)
+        self.grad_hooks: list[Callable[[Classifier], None]] = []
         self._val_correct: torch.Tensor | None = None
         self._val_loss: torch.Tensor | None = None
         self._val_count = 0
@@ -194,6 +196,8 @@ class Classifier(pl.LightningModule):
             loss.backward()
         else:
             self.manual_backward(loss)
+        for hook in self.grad_hooks:
+            hook(self)
         self.mask_grads()
         opt.step()
         self.apply_mask()

@@ -51,6 +51,7 @@ class Structure:
     name = "unstructured"
     enforce_mask = True  # retraining keeps pruned weights at exactly zero
     supports_gradual = True
+    moves_mask = False  # the fit may replace the mask (dynamic sparse training): the level keeps the fit's
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
@@ -122,6 +123,18 @@ class Structure:
         check_loadable(net, ld / "state.pt", "level checkpoint")
 
     def cost_columns(self, net: nn.Module, large_latency: Callable[[nn.Module], float]) -> dict[str, Any]:
+        return {}
+
+    # ---- in-training schedules (the fit calls them at optimizer steps) --------------------
+    def check_training(self, steps: int) -> None:
+        """Preflight checks that need a level's optimizer-step count; none by default."""
+
+    def training_callbacks(self, level: int) -> list[Any]:
+        """Callbacks the level's fit runs (dynamic sparse training); none by default."""
+        return []
+
+    def level_columns(self) -> dict[str, Any]:
+        """Extra row columns of the level just trained; none by default."""
         return {}
 
 
@@ -218,7 +231,65 @@ class Channel(Structure):
         return row
 
 
-STRUCTURE_CLASSES: dict[str, type[Structure]] = {"unstructured": Unstructured, "nm": NM, "channel": Channel}
+class DynamicSparse(Structure):
+    """Dynamic sparse training (static, SET, RigL): the level's mask moves at set steps of its fit.
+
+    The level prunes to its target as an unstructured level does (criterion + allocation:
+    ``pruning.method=random`` with ``scope=erk`` is RigL's random ERK start), then the fit
+    drops and regrows weights per :mod:`prunebench.engine.sparse_training`, keeping every
+    layer's count. "Sparse from the start" is this structure with a retrain mode that
+    restarts from the initialisation (``retrain=weight_rewind``, ``rewind_step=0``).
+    """
+
+    name = "dst"
+    supports_gradual = False
+    moves_mask = True
+
+    def __init__(self, spec: RunSpec) -> None:
+        super().__init__(spec)
+        self.callback: Any = None
+        self._steps: int | None = None
+
+    def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
+        spec = self.spec
+        if spec.schedule.name != "one_shot":
+            raise ConfigError(f"pruning.structure='dst' trains one sparse level whose mask moves; it needs "
+                              f"schedule=one_shot (got schedule={spec.schedule.name!r})")
+        if spec.pruning.scope not in ("global", "layer", "erk"):
+            raise ConfigError(f"pruning.structure='dst' keeps each layer's live count through its updates; "
+                              f"pruning.scope={spec.pruning.scope!r} is not supported, use erk, layer or global")
+        if spec.retrain.epochs < 1 or spec.retrain.name == "none":
+            raise ConfigError(f"pruning.structure='dst' moves the mask while the level trains, so it needs a "
+                              f"retraining mode that trains (got retrain={spec.retrain.name!r}, "
+                              f"retrain.epochs={spec.retrain.epochs!r})")
+        super().validate(net, targets, example)
+
+    def check_training(self, steps: int) -> None:
+        from prunebench.engine.sparse_training import make_dst_plan
+
+        make_dst_plan(self.spec.pruning.structure_options, steps)
+        self._steps = steps
+
+    def training_callbacks(self, level: int) -> list[Any]:
+        from prunebench.engine.sparse_training import DynamicSparseTraining, make_dst_plan
+
+        if self._steps is None:
+            raise RuntimeError("DynamicSparse.check_training was not called (Run.prepare)")
+        self.callback = DynamicSparseTraining(make_dst_plan(self.spec.pruning.structure_options, self._steps),
+                                              self.spec.seed, level)
+        return [self.callback]
+
+    def level_columns(self) -> dict[str, Any]:
+        return self.callback.columns() if self.callback is not None else {}
+
+    def save(self, ld: Path, net: nn.Module, mask: Mask, state_from: Path | None = None) -> None:
+        super().save(ld, net, mask, state_from)
+        if self.callback is not None:
+            write_table(ld / "dst.csv", self.callback.history or [{"step": 0}])
+
+
+STRUCTURE_CLASSES: dict[str, type[Structure]] = {"unstructured": Unstructured, "nm": NM, "channel": Channel,
+                                                 "dst": DynamicSparse}
 
 
 def structure_for(spec: RunSpec) -> Structure:
