@@ -214,7 +214,7 @@ def run_config(cfg: Any) -> float | dict[str, float] | None:
     if cfg.get("report", True) and not multirun:
         from prunebench.report import write_report
 
-        write_report(specs[0].root)
+        write_report(specs[0].root, formats=list(cfg.get("report_formats") or ["png"]))
     if status:
         if multirun:  # the sweeper counts this job as failed (its rows say why) and exits 1 at the end
             raise RuntimeError(line)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,8 @@ import torch
 
 from prunebench.errors import CorruptFileError
 from prunebench.pruning.mask import Mask, pack_bits, unpack_bits
-from prunebench.results.store import atomic_link, atomic_write_bytes, atomic_write_text, load_failure
+from prunebench.results.store import (atomic_link, atomic_write_bytes, atomic_write_text, disk_bytes,  # noqa: F401
+                                      load_failure)
 
 #: The level file format this code writes.
 FORMAT = 2
@@ -231,26 +231,3 @@ def load_level_into(ld: Path, net: torch.nn.Module) -> Mask:
         raise CorruptFileError(f"level checkpoint in {ld} does not fit the model ({str(exc).splitlines()[0]}); "
                                f"delete the level folder to recompute it") from None
     return mask
-
-
-def disk_bytes(path: str | os.PathLike[str], seen: set[tuple[int, int]] | None = None) -> int:
-    """Bytes the files under ``path`` occupy, each inode counted once (hard links share one copy).
-
-    ``seen`` carries the inodes already counted across calls (a run's level 0 and the dense
-    cache are one file): pass one set to count a whole results root once.
-    """
-    seen = set() if seen is None else seen
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, f))
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_size
-    return total
-

@@ -270,6 +270,28 @@ def load(
     return found.table
 
 
+def disk_bytes(path: str | os.PathLike[str], seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes the files under ``path`` occupy, each inode counted once (hard links share one copy).
+
+    ``seen`` carries the inodes already counted across calls (a run's level 0 and the dense
+    cache are one file): pass one set to count a whole results root once.
+    """
+    seen = set() if seen is None else seen
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_size
+    return total
+
+
 def load_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
     """Why a torch file could not be read, in a few words for a user.
 
