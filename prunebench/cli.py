@@ -83,7 +83,6 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
             outcomes.append(RunOutcome(spec.run_id, path, read_rows(path), True, "ok"))
         return outcomes
     from prunebench.engine import batch
-    from prunebench.engine.loop import Run
 
     pending = {s.run_id for s, p in zip(specs, paths, strict=True) if not (p / DONE).exists()}
     parallel = jobs > 1 and on_level is None and len(pending) > 1
@@ -101,32 +100,40 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
             log(f"study.jobs={jobs}: the model or data object cannot be sent to worker processes "
                 f"({type(exc).__name__}: {exc}); the runs go one after another")
     own_progress = progress is None and bool(specs) and specs[0].trainer.progress
-    if own_progress:
-        from prunebench.progress import PoolProgress, Progress
-
-        progress = PoolProgress(total_runs=total) if parallel else Progress(total_runs=total)
-    if mlflow_parent is None and specs and specs[0].logger.get("name") == "mlflow" and total > 1:
-        from prunebench.loggers import mlflow_parent_run
-
-        mlflow_parent = mlflow_parent_run(specs[0].logger, specs[0].experiment or "study",
-                                          Path(specs[0].root) / "logs" / "mlflow")
-    runs = [Run(spec, log, on_level, progress=None if parallel else progress, mlflow_parent=mlflow_parent)
-            for spec in specs]
-    # Preflight every run before the first one trains: a bad variant (missing data, corrupt
-    # checkpoint, invalid combination, optimizer argument, damaged results of a finished run)
-    # must not surface an hour in.
-    prepared: set[str] = set()
-    for r in runs:
-        if (r.path / DONE).exists():
-            read_rows(r.path)  # a finished run's rows must be sound to be reused
-        elif r.spec.run_id not in prepared:
-            r.prepare()
-            prepared.add(r.spec.run_id)
+    # The workers start first: their imports (torch, Lightning) overlap this process's own and
+    # the preflight below.
+    pool = batch.Pool(min(jobs, len(pending)), specs[0].trainer.threads, objects,
+                      bool(own_progress) or progress is not None) if parallel else None
     try:
-        if parallel:
-            return batch.execute_parallel(runs, jobs, log, progress, objects, mlflow_parent)
+        from prunebench.engine.loop import Run
+
+        if own_progress:
+            from prunebench.progress import PoolProgress, Progress
+
+            progress = PoolProgress(total_runs=total) if parallel else Progress(total_runs=total)
+        if mlflow_parent is None and specs and specs[0].logger.get("name") == "mlflow" and total > 1:
+            from prunebench.loggers import mlflow_parent_run
+
+            mlflow_parent = mlflow_parent_run(specs[0].logger, specs[0].experiment or "study",
+                                              Path(specs[0].root) / "logs" / "mlflow")
+        runs = [Run(spec, log, on_level, progress=None if parallel else progress, mlflow_parent=mlflow_parent)
+                for spec in specs]
+        # Preflight every run before the first one trains: a bad variant (missing data, corrupt
+        # checkpoint, invalid combination, optimizer argument, damaged results of a finished run)
+        # must not surface an hour in.
+        prepared: set[str] = set()
+        for r in runs:
+            if (r.path / DONE).exists():
+                read_rows(r.path)  # a finished run's rows must be sound to be reused
+            elif r.spec.run_id not in prepared:
+                r.prepare()
+                prepared.add(r.spec.run_id)
+        if pool is not None:
+            return batch.execute_parallel(runs, jobs, log, progress, objects, mlflow_parent, pool=pool)
         return batch.execute_sequential(runs, total, log, progress, outcomes)
     finally:
+        if pool is not None:
+            pool.close(kill=True)  # after a failed preflight (execute_parallel closed it otherwise)
         if own_progress and progress is not None:
             progress.close()
 

@@ -165,3 +165,30 @@ def test_killed_parallel_study_leaves_no_worker_and_resumes_to_the_same_files(tm
     assert file_digests(tmp_path / "ref") == file_digests(tmp_path / "run")
     leftovers = [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name or p.name == "LOCK"]
     assert not leftovers
+
+
+@pytest.mark.integration
+def test_api_study_sends_a_model_object_to_its_workers(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    import prunebench
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 10))
+    keys = {"data.input_shape": [16], "data.n_train": 256, "data.n_test": 64, "data.val_size": 64,
+            "data.batch_size": 32, "train.epochs": 1, "retrain.epochs": 1, "metrics.latency": False,
+            "trainer": "cpu", "trainer.threads": 1, "trainer.progress": False}
+    variants = {"half": ["schedule=one_shot", "schedule.target_sparsity=0.5"],
+                "most": ["schedule=one_shot", "schedule.target_sparsity=0.8"]}
+    frames = {}
+    for jobs in (1, 2):
+        lines: list[str] = []
+        frames[jobs] = prunebench.study(variants, model=net, data="synthetic", seeds=[0, 1], root=tmp_path / str(jobs),
+                                        log=lines.append, report=False, jobs=jobs, **keys)
+        assert not any("cannot be sent to worker processes" in ln for ln in lines)
+    a, b = (frames[j].drop(columns=[c for c in frames[j].columns if c in TIMING]) for j in (1, 2))
+    assert len(a) == 8 and (b["status"] == "ok").all() and b["model"].str.startswith("object_sequential_").all()
+    pd.testing.assert_frame_equal(a.sort_values(["run_id", "level"]).reset_index(drop=True),
+                                  b.sort_values(["run_id", "level"]).reset_index(drop=True))
+    assert file_digests(tmp_path / "1") == file_digests(tmp_path / "2")

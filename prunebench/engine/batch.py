@@ -329,6 +329,7 @@ class Pool:
 
         self.ctx = mp.get_context("spawn")
         self.args = (threads, objects, want_progress)
+        self.closed = False
         self.workers: list[tuple[Any, Any]] = []  # (process, connection)
         for _ in range(n):
             self.workers.append(self._start())
@@ -347,6 +348,9 @@ class Pool:
         self.workers[i] = self._start()
 
     def close(self, kill: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for proc, conn in self.workers:
             if not kill:
                 try:
@@ -364,8 +368,13 @@ class Pool:
 
 
 def execute_parallel(runs: Sequence[Any], jobs: int, log: Any, progress: Any,
-                     objects: list[tuple[str, Any, Any]] | None = None, mlflow_parent: str | None = None) -> list[Any]:
-    """The unfinished runs on ``jobs`` worker processes (module docstring); outcomes in batch order."""
+                     objects: list[tuple[str, Any, Any]] | None = None, mlflow_parent: str | None = None,
+                     pool: Pool | None = None) -> list[Any]:
+    """The unfinished runs on ``jobs`` worker processes (module docstring); outcomes in batch order.
+
+    ``pool``: workers started earlier (the launcher starts them before its preflight, so
+    that their imports overlap it); closed here.
+    """
     from multiprocessing.connection import wait
 
     from prunebench.results.store import DONE, RunOutcome, read_rows
@@ -383,7 +392,8 @@ def execute_parallel(runs: Sequence[Any], jobs: int, log: Any, progress: Any,
     pending = list(tasks)
     finished: set[str] = set()
     threads = runs[0].spec.trainer.threads if runs else None
-    pool = Pool(min(jobs, max(len(tasks), 1)), threads, objects or [], progress is not None)
+    if pool is None:
+        pool = Pool(min(jobs, max(len(tasks), 1)), threads, objects or [], progress is not None)
     busy: dict[int, Task] = {}
     clean = False
     try:
