@@ -259,6 +259,9 @@ def _worker(conn: Any, threads: int | None, objects: list[tuple[str, Any, Any]],
 
     if threads:
         torch.set_num_threads(threads)
+    # Everything a task needs, imported now (the launcher is still preflighting), not at the first task.
+    import prunebench.engine.dense  # noqa: F401
+    import prunebench.engine.loop  # noqa: F401
     from prunebench.api import register_objects
 
     register_objects(objects)
@@ -270,9 +273,13 @@ def _worker(conn: Any, threads: int | None, objects: list[tuple[str, Any, Any]],
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return  # the launcher is gone
+            msg = None  # the launcher is gone
         if msg is None:
-            return
+            # Nothing is left unsaved (every results file is written atomically): exit now rather
+            # than tear torch and Lightning down, which takes seconds on a busy machine.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         task, total = msg
         progress = RemoteProgress(conn.send, task.key) if want_progress else None
         try:
@@ -361,7 +368,7 @@ class Pool:
         for proc, _ in self.workers:
             if kill and proc.is_alive():
                 proc.kill()
-            proc.join(timeout=None if not kill else 10)
+            proc.join(timeout=5)  # an idle worker exits at once (os._exit); a stuck one is ended
             if proc.is_alive():
                 proc.kill()
                 proc.join()

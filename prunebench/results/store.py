@@ -6,7 +6,8 @@ Layout (one folder per run, named by its content hash)::
         config.yaml         resolved config of the run (what determines it)
         rows.csv            one row per finished level (schema.COLUMNS); rewritten atomically
         levels/<k>/         per level: mask.pt, layers.csv (per-layer sparsity),
-                            epochs.csv (per-epoch metrics), state.pt (weights, for resume)
+                            epochs.csv (per-epoch metrics), weights for resume (level.json,
+                            state.pt or weights.pt: prunebench.results.levels)
         DONE                written last: the run finished every level
 
 Every write goes to a temporary file in the same folder followed by ``os.replace``, so a
