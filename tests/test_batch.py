@@ -106,14 +106,22 @@ def cli(root: Path, conf: Path, jobs: int, base: list[str] = SMALL) -> subproces
     return subprocess.run(cli_args(root, conf, jobs, base), capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.integration
-def test_parallel_study_writes_the_same_files_as_a_sequential_one(tmp_path: Path) -> None:
-    conf = study_conf(tmp_path, STUDY, [0, 1])
-    one = cli(tmp_path / "one", conf, jobs=1)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The study run sequentially (``study.jobs=1``): its config folder and results root."""
+    tmp = tmp_path_factory.mktemp("reference")
+    conf = study_conf(tmp, STUDY, [0, 1])
+    one = cli(tmp / "one", conf, jobs=1)
     assert one.returncode == 0, one.stderr[-3000:]
+    return conf, tmp / "one"
+
+
+@pytest.mark.integration
+def test_parallel_study_writes_the_same_files_as_a_sequential_one(tmp_path: Path, reference: tuple[Path, Path]) -> None:
+    conf, one = reference
     two = cli(tmp_path / "two", conf, jobs=2)
     assert two.returncode == 0, two.stderr[-3000:]
-    a, b = file_digests(tmp_path / "one"), file_digests(tmp_path / "two")
+    a, b = file_digests(one), file_digests(tmp_path / "two")
     assert len([k for k in a if k.endswith("rows.csv")]) == 6 and any("weights.pt" in k for k in a)
     assert a == b
     assert "6 run(s): 6 trained, 0 skipped" in two.stderr
@@ -134,11 +142,11 @@ def test_a_failing_run_fails_alone_and_the_study_exits_1(tmp_path: Path) -> None
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
-@pytest.mark.parametrize("seed", [0, 1])
-def test_killed_parallel_study_leaves_no_worker_and_resumes_to_the_same_files(tmp_path: Path, seed: int) -> None:
-    conf = study_conf(tmp_path, STUDY, [0, 1])
-    ref = cli(tmp_path / "ref", conf, jobs=1)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+@pytest.mark.parametrize(("sig", "seed"), [(signal.SIGKILL, 0), (signal.SIGKILL, 1), (signal.SIGINT, 2)])
+def test_killed_parallel_study_leaves_no_worker_and_resumes_to_the_same_files(tmp_path: Path, sig: int, seed: int,
+                                                                              reference: tuple[Path, Path]) -> None:
+    """SIGKILL of the launcher (the workers die with it) or Ctrl-C (SIGINT: it stops them)."""
+    conf, ref = reference
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = cli_args(tmp_path / "run", conf, jobs=2)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -150,8 +158,8 @@ def test_killed_parallel_study_leaves_no_worker_and_resumes_to_the_same_files(tm
         children = [int(p) for p in listing.read_text().split()] if listing.exists() else []
     assert len(children) >= 2, "the study never started its 2 workers"
     time.sleep(random.Random(seed).uniform(0.5, 6.0))  # somewhere in the dense models or the runs
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
     start = time.monotonic()
     deadline = time.monotonic() + 30
     alive = children
@@ -162,7 +170,7 @@ def test_killed_parallel_study_leaves_no_worker_and_resumes_to_the_same_files(tm
     assert not alive, f"workers left behind {time.monotonic() - start:.0f}s after the kill: {alive}"
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert file_digests(tmp_path / "ref") == file_digests(tmp_path / "run")
+    assert file_digests(ref) == file_digests(tmp_path / "run")
     leftovers = [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name or p.name == "LOCK"]
     assert not leftovers
 
