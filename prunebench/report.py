@@ -1,13 +1,15 @@
 """``prunebench-report``: collect every run under a results root into one table and figures.
 
-    prunebench-report [ROOT] [--filter col=val[,val]]... [--out DIR] [--quiet]
+    prunebench-report [ROOT] [--filter col=val[,val]]... [--out DIR] [--pdf] [--jobs N] [--quiet]
 
 Writes into ``DIR`` (default ``ROOT/report``): ``results.parquet`` and ``results.csv``
 (one row per run and level), ``summary.md`` and ``summary.tex`` (mean ± std over seeds
 per curve and target sparsity, drop vs dense, then 95% t intervals and the paired difference
 to dense by seed), ``claims.md`` and ``claims.csv`` (a verdict per published claim declared
-by the experiments in the table; see ``prunebench.claims``), and every figure that applies
-as PNG and PDF. A figure that does not apply is skipped with the reason, never drawn empty.
+by the experiments in the table; see ``prunebench.claims``), ``disk.csv``/``disk.md`` (each
+run's bytes on disk), and every figure that applies as PNG (and PDF with ``--pdf``), drawn
+once each by ``--jobs`` worker processes (default: the usable cores). A figure that does
+not apply is skipped with the reason, never drawn empty.
 Optuna studies are read from ``ROOT/studies/*.db`` (SQLite); per-layer sensitivity
 tables from ``ROOT/runs/<id>/sensitivity.csv`` (``experiments/layer_sensitivity.py``).
 

@@ -11,9 +11,11 @@ they go to that many worker processes:
 * **Same files.** A worker executes a run exactly as the sequential loop does (same code,
   same seeding streams, same ``trainer.threads``), so rows, masks and weights are
   bit-identical to a sequential study.
-* **Workers never outlive the launcher.** Workers are spawned (not forked: torch's
-  threads do not survive a fork), ask the kernel to kill them when their parent dies
-  (``PR_SET_PDEATHSIG``), and exit when the pipe to the parent closes. Ctrl-C stops them;
+* **Workers never outlive the launcher.** Workers come from a fork server that imported
+  torch and the engine once, before any thread started (``forkserver``; ``spawn`` where
+  there is none): never forked from the launcher, whose torch threads do not survive a
+  fork. They ask the kernel to kill them when their parent dies (``PR_SET_PDEATHSIG``; the
+  fork server exits when the launcher does), and exit when the pipe to the launcher closes. Ctrl-C stops them;
   a relaunch finds finished runs done and resumes the others from their last level
   (a killed run's lock names a dead pid and is broken).
 * **A failing run fails alone**: its row says ``failed`` and the others go on; a worker that
@@ -329,12 +331,18 @@ def _failed(r: Any, reason: str) -> Any:
 
 
 class Pool:
-    """``n`` spawned worker processes, each with a pipe to the launcher."""
+    """``n`` worker processes (forkserver, else spawn), each with a pipe to the launcher."""
 
     def __init__(self, n: int, threads: int | None, objects: list[tuple[str, Any, Any]], want_progress: bool) -> None:
         import multiprocessing as mp
 
-        self.ctx = mp.get_context("spawn")
+        # forkserver: one process imports torch and the engine once (before any thread starts) and
+        # forks the workers from that; fork in a process that has run torch is not safe.
+        if "forkserver" in mp.get_all_start_methods():
+            self.ctx = mp.get_context("forkserver")
+            self.ctx.set_forkserver_preload(["prunebench.engine.loop", "prunebench.engine.dense", "prunebench.api"])
+        else:
+            self.ctx = mp.get_context("spawn")
         self.args = (threads, objects, want_progress)
         self.closed = False
         self.workers: list[tuple[Any, Any]] = []  # (process, connection)
