@@ -32,6 +32,25 @@ from typing import Any
 
 from prunebench.errors import ConfigError
 
+#: Objects registered in this process as (kind, object, data_name): a study's worker processes
+#: register them again (same content, same names) before running (prunebench.engine.batch).
+_OBJECTS: dict[str, tuple[str, Any, Any]] = {}
+
+
+def registered_objects(names: Any = None) -> list[tuple[str, Any, Any]]:
+    """The model and data objects registered in this process (those named in ``names``, if given)."""
+    return [v for k, v in _OBJECTS.items() if names is None or k in names]
+
+
+def register_objects(objects: Sequence[tuple[str, Any, Any]]) -> None:
+    """Register objects another process registered (:func:`registered_objects`)."""
+    for kind, obj, data_name in objects:
+        if kind == "model":
+            register_model_object(obj)
+        else:
+            register_data_object(obj, data_name)
+
+
 GROUPS = ("data", "model", "pruning", "schedule", "retrain", "trainer", "experiment", "sweep", "paths", "logger")
 
 
@@ -83,6 +102,7 @@ def register_model_object(module: Any) -> str:
     name = f"object_{cls.lower()}_{_digest(repr(module).encode(), buf.getvalue())}"
     if name not in MODELS:
         snapshot = copy.deepcopy(module).cpu()
+        _OBJECTS[name] = ("model", snapshot, None)
 
         def factory(input_shape: Sequence[int], num_classes: int) -> Any:
             net = copy.deepcopy(snapshot)
@@ -122,6 +142,7 @@ def register_data_object(dm: Any, data_name: str | None = None) -> str:
         data_name = _digest(cls.encode(), *parts)
     name = f"object_{cls.lower()}_{data_name}"
     if name not in DATASETS:
+        _OBJECTS[name] = ("data", dm, data_name if not isinstance(dm, TensorDataModule) else None)
         def factory(seed: int = 0, root: Any = None) -> Any:
             if isinstance(dm, TensorDataModule):
                 own = copy.copy(dm)
@@ -195,13 +216,15 @@ def _specs(overrides: Sequence[str], model: Any, data: Any, data_name: str | Non
     return specs
 
 
-def _execute(specs: Sequence[Any], log: Any, report: bool) -> Any:
+def _execute(specs: Sequence[Any], log: Any, report: bool, jobs: Any = 1) -> Any:
     import pandas as pd
 
     from prunebench.cli import execute_specs
+    from prunebench.engine.batch import resolve_jobs
     from prunebench.log import log as default_log
 
-    outcomes = execute_specs(specs, log=log or default_log)
+    n = resolve_jobs(jobs, specs[0].trainer.threads if specs else None)
+    outcomes = execute_specs(specs, log=log or default_log, jobs=n)
     frames = [o.rows for o in outcomes if o.rows is not None and len(o.rows)]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if report and specs:
@@ -222,17 +245,18 @@ def run(*overrides: str, model: Any = None, data: Any = None, data_name: str | N
 
 def study(variants: Mapping[str, Sequence[str]], *overrides: str, seeds: Sequence[int] = (0, 1, 2), model: Any = None,
           data: Any = None, data_name: str | None = None, root: str | None = None, log: Any = None,
-          report: bool = True, **keys: Any) -> Any:
+          report: bool = True, jobs: int | str = "auto", **keys: Any) -> Any:
     """Every variant (a list of override strings, labelled by its key) for every seed; all rows.
 
-    Every run is checked before the first one trains, as in a CLI study.
+    Every run is checked before the first one trains, as in a CLI study. ``jobs``: worker
+    processes (``auto``: usable cores // ``trainer.threads``; results are the same files).
     """
     ov = overrides_of(overrides, keys)
     if root is not None:
         ov.append(f"paths.root={_value(str(root))}")
     if not variants:
         raise ConfigError("prunebench.study needs at least one variant, e.g. {'one_shot': ['schedule=one_shot']}")
-    return _execute(_specs(ov, model, data, data_name, variants, list(seeds)), log, report)
+    return _execute(_specs(ov, model, data, data_name, variants, list(seeds)), log, report, jobs)
 
 
 def experiment(name: str, *overrides: str, root: str | None = None, log: Any = None, report: bool = True,
@@ -250,4 +274,4 @@ def experiment(name: str, *overrides: str, root: str | None = None, log: Any = N
     from prunebench.spec import check_study_seeds
 
     seeds = [cfg.seed] if raw is None else check_study_seeds(list(raw) if not isinstance(raw, str) else raw)
-    return study(variants, *ov, seeds=seeds, log=log, report=report)
+    return study(variants, *ov, seeds=seeds, log=log, report=report, jobs=study_node.get("jobs", "auto"))

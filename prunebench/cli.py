@@ -64,9 +64,11 @@ def expand_study(cfg: Any, task_overrides: Sequence[str]) -> list[RunSpec]:
 
 
 def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None, progress: Any = None,
-                  mlflow_parent: str | None = None) -> list[Any]:
-    """Run specs in order (every one validated before the first trains); failures are recorded, not raised.
+                  mlflow_parent: str | None = None, jobs: int = 1) -> list[Any]:
+    """Run specs (every one validated before the first trains); failures are recorded, not raised.
 
+    ``jobs`` > 1 runs them on that many worker processes (``prunebench.engine.batch``; a
+    study's ``study.jobs``); with an ``on_level`` hook (sweeps) they run in this process.
     ``progress``: a :class:`prunebench.progress.Progress` (made here when the runs ask for one
     with ``trainer.progress``); ``mlflow_parent``: the MLflow run the runs nest under.
     """
@@ -82,97 +84,66 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
             log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
             outcomes.append(RunOutcome(spec.run_id, path, read_rows(path), True, "ok"))
         return outcomes
-    from prunebench.engine.loop import Run
+    from prunebench.engine import batch
 
+    pending = {s.run_id for s, p in zip(specs, paths, strict=True) if not is_finished(p)}
+    parallel = jobs > 1 and on_level is None and len(pending) > 1
+    objects: list[Any] = []
+    if parallel:
+        import pickle
+
+        from prunebench.api import registered_objects
+
+        objects = registered_objects({n for s in specs for n in (s.model.name, s.data.name)})
+        try:
+            pickle.dumps(objects)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure
+            parallel = False
+            log(f"study.jobs={jobs}: the model or data object cannot be sent to worker processes "
+                f"({type(exc).__name__}: {exc}); the runs go one after another")
     own_progress = progress is None and bool(specs) and specs[0].trainer.progress
-    if own_progress:
-        from prunebench.progress import Progress
-
-        progress = Progress(total_runs=total)
-    if mlflow_parent is None and specs and specs[0].logger.get("name") == "mlflow" and total > 1:
-        from prunebench.loggers import mlflow_parent_run
-
-        mlflow_parent = mlflow_parent_run(specs[0].logger, specs[0].experiment or "study",
-                                          Path(specs[0].root) / "logs" / "mlflow")
-    runs = [Run(spec, log, on_level, progress=progress, mlflow_parent=mlflow_parent) for spec in specs]
-    # Preflight every run before the first one trains: a bad variant (missing data, corrupt
-    # checkpoint, invalid combination, optimizer argument, damaged results of a finished run)
-    # must not surface an hour in.
-    prepared: set[str] = set()
-    for r in runs:
-        lost = lost_results(r.path)
-        if lost is not None and r.spec.run_id not in prepared:  # never silent: named, then redone
-            log(f"warning: run {r.spec.run_id} is marked finished (DONE) but {lost}: it will be redone from its "
-                f"last intact level")
-            r.prepare()
-            prepared.add(r.spec.run_id)
-        elif (r.path / DONE).exists():
-            read_rows(r.path)  # a finished run's rows must be sound to be reused
-        elif r.spec.run_id not in prepared:
-            r.prepare()
-            prepared.add(r.spec.run_id)
+    # The workers start first: their imports (torch, Lightning) overlap this process's own and
+    # the preflight below.
+    pool = batch.Pool(min(jobs, len(pending)), specs[0].trainer.threads, objects,
+                      bool(own_progress) or progress is not None) if parallel else None
     try:
-        return _execute_all(runs, total, log, progress, outcomes)
+        from prunebench.engine.loop import Run
+
+        if own_progress:
+            from prunebench.progress import PoolProgress, Progress
+
+            progress = PoolProgress(total_runs=total) if parallel else Progress(total_runs=total)
+        if mlflow_parent is None and specs and specs[0].logger.get("name") == "mlflow" and total > 1:
+            from prunebench.loggers import mlflow_parent_run
+
+            mlflow_parent = mlflow_parent_run(specs[0].logger, specs[0].experiment or "study",
+                                              Path(specs[0].root) / "logs" / "mlflow")
+        runs = [Run(spec, log, on_level, progress=None if parallel else progress, mlflow_parent=mlflow_parent)
+                for spec in specs]
+        # Preflight every run before the first one trains: a bad variant (missing data, corrupt
+        # checkpoint, invalid combination, optimizer argument, damaged results of a finished run)
+        # must not surface an hour in.
+        prepared: set[str] = set()
+        for r in runs:
+            lost = lost_results(r.path)
+            if lost is not None and r.spec.run_id not in prepared:  # never silent: named, then redone
+                log(f"warning: run {r.spec.run_id} is marked finished (DONE) but {lost}: it will be redone from "
+                    f"its last intact level")
+                r.prepare()
+                prepared.add(r.spec.run_id)
+            elif (r.path / DONE).exists():
+                read_rows(r.path)  # a finished run's rows must be sound to be reused
+            elif r.spec.run_id not in prepared:
+                r.prepare()
+                prepared.add(r.spec.run_id)
+        if pool is not None:
+            return batch.execute_parallel(runs, jobs, log, progress, objects, mlflow_parent, pool=pool)
+        return batch.execute_sequential(runs, total, log, progress, outcomes)
     finally:
+        if pool is not None:
+            pool.close(kill=True)  # after a failed preflight (execute_parallel closed it otherwise)
         if own_progress and progress is not None:
             progress.close()
-
-
-def _execute_all(runs: Sequence[Any], total: int, log: Any, progress: Any, outcomes: list[Any]) -> list[Any]:
-    # A run another process is working on (run lock held) is deferred, not trained twice: the
-    # other runs go first, then this launcher waits for it and finds it finished.
-    deferred: list[tuple[int, Any]] = []
-    for i, r in enumerate(runs, start=1):
-        if progress is not None:
-            progress.start_run(i, r.spec.run_id, levels=len(r.spec.schedule.levels()))
-        outcome = _execute_one(r, i, total, log, wait=False)
-        if outcome is None:
-            deferred.append((i, r))
-        else:
-            outcomes.append(outcome)
-    for i, r in deferred:
-        outcome = _execute_one(r, i, total, log, wait=True)
-        assert outcome is not None
-        outcomes.append(outcome)
-    return outcomes
-
-
-def _execute_one(r: Any, i: int, total: int, log: Any, *, wait: bool) -> Any:
-    """Run ``r`` under its run lock; None if another live process holds it and ``wait`` is false."""
-    from prunebench.engine.loop import RunOutcome
-    from prunebench.results.lock import LockBusy
-    from prunebench.results.store import is_finished, read_rows, run_lock
-
-    spec = r.spec
-    if is_finished(r.path):
-        log(f"[{i}/{total}] {spec.describe()}: finished before, skipped ({spec.run_id})")
-        return r.execute()
-
-    def waiting(holder: Any) -> None:
-        who = holder.describe() if holder is not None else "another process"
-        log(f"[{i}/{total}] run {spec.run_id} is being trained by {who}; waiting for it")
-
-    try:
-        with run_lock(r.path, owner=f"prunebench {spec.describe()}", wait=wait, on_wait=waiting):
-            if is_finished(r.path):
-                log(f"[{i}/{total}] {spec.describe()}: finished by another process, skipped ({spec.run_id})")
-                return r.execute()
-            log(f"[{i}/{total}] {spec.describe()} -> {r.path}")
-            try:
-                return r.execute()
-            except ConfigError:
-                raise
-            except Exception as exc:  # a failing run is recorded; a study goes on
-                # Sweeps: a LevelHook may stop a run on purpose; its exception names the
-                # status to record (prunebench.sweep.trial.LevelPruned → "pruned").
-                status = str(getattr(exc, "run_status", "failed"))
-                r._record_failure(status, f"{type(exc).__name__}: {exc}")
-                (r.path / "error.txt").write_text(traceback.format_exc())
-                return RunOutcome(spec.run_id, r.path, read_rows(r.path), False, status)
-    except LockBusy as busy:
-        who = busy.holder.describe() if busy.holder is not None else "another process"
-        log(f"[{i}/{total}] run {spec.run_id} is being trained by {who}; deferred to the end")
-        return None
 
 
 def summarise(outcomes: Sequence[Any], seconds: float) -> tuple[str, int]:
@@ -216,13 +187,18 @@ def run_config(cfg: Any) -> float | dict[str, float] | None:
         from prunebench import claims
 
         claims.write_claims(specs[0].root, str(cfg.experiment_name), plain_config(cfg).get("claims"))
-    outcomes = execute_specs(specs)
+    jobs = 1
+    if cfg.get("study"):
+        from prunebench.engine.batch import resolve_jobs
+
+        jobs = resolve_jobs(cfg.study.get("jobs", "auto"), specs[0].trainer.threads)
+    outcomes = execute_specs(specs, jobs=jobs)
     line, status = summarise(outcomes, time.perf_counter() - start)
     log(line)
     if cfg.get("report", True) and not multirun:
         from prunebench.report import write_report
 
-        write_report(specs[0].root)
+        write_report(specs[0].root, formats=list(cfg.get("report_formats") or ["png"]))
     if status:
         if multirun:  # the sweeper counts this job as failed (its rows say why) and exits 1 at the end
             raise RuntimeError(line)

@@ -210,21 +210,16 @@ def load_level(
     record = run_net_record(root, run_id, data_dir=data_dir)
     factory = build_net or (lambda: build_from_record(record))
     ld = level_dir(path, level)
+    from prunebench.results.levels import has_level, load_level_into
+
     if (ld / "model.pt").exists():
         from prunebench.pruning.structured import load_pruned
 
         net = load_pruned(ld / "model.pt", factory)
-    elif (ld / "state.pt").exists() and (ld / "mask.pt").exists():
-        from prunebench.pruning.mask import Mask
-
+    elif has_level(ld):
         net = factory()
-        try:  # torch.load directly: the engine's loader would import Lightning for one call
-            net.load_state_dict(torch.load(ld / "state.pt", map_location="cpu", weights_only=True))
-        except Exception as e:  # noqa: BLE001 - unreadable or not fitting: name the file
-            raise CorruptFileError(f"{ld / 'state.pt'} cannot be loaded into the model "
-                                   f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        with torch.no_grad():
-            Mask.load(ld / "mask.pt", net).apply(net)
+        with torch.no_grad():  # the one level reader (either file format); imports no Lightning
+            load_level_into(ld, net).apply(net)
     else:
         raise CorruptFileError(f"level {level} of run {run_id} has no model.pt nor state.pt + mask.pt in {ld}")
     return net.eval(), record

@@ -786,17 +786,28 @@ def layer_sensitivity(sens: pd.DataFrame, ax: Axes | None = None, metric: str = 
 # ---- output -------------------------------------------------------------------------------
 
 
+#: Formats :func:`save_figure` writes.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
 def save_figure(fig_or_ax: Figure | Axes, path_without_suffix: str | os.PathLike[str],
-                dpi: int = 200) -> list[Path]:
-    """Write ``<path>.png`` (``dpi`` ≥ 150) and ``<path>.pdf``; return both paths."""
+                dpi: int = 200, formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Write ``<path>.<format>`` for each of ``formats`` (PNG at ``dpi`` >= 150; PDF on request).
+
+    One draw per file: no ``bbox_inches="tight"`` (which draws a figure twice to measure it);
+    the figures here are laid out when created (``layout="constrained"``).
+    """
     fig = fig_or_ax.figure if isinstance(fig_or_ax, Axes) else fig_or_ax
     if not isinstance(fig, Figure):
         raise TypeError(f"expected a matplotlib Figure or Axes, got {type(fig_or_ax).__name__}")
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"figure formats {list(formats)!r}: choose from {', '.join(FIGURE_FORMATS)}")
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [base.with_name(base.name + ".png"), base.with_name(base.name + ".pdf")]
-    fig.savefig(paths[0], dpi=max(dpi, 150), bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    paths = [base.with_name(f"{base.name}.{f}") for f in formats]
+    for path, f in zip(paths, formats, strict=True):
+        fig.savefig(path, dpi=max(dpi, 150) if f == "png" else "figure")
     return paths
 
 

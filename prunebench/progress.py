@@ -33,7 +33,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-__all__ = ["Progress", "ProgressCallback", "format_seconds"]
+__all__ = ["PoolProgress", "Progress", "ProgressCallback", "format_seconds"]
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -269,3 +269,79 @@ class ProgressCallback(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.progress.end_fit()
+
+
+class PoolProgress:
+    """Progress of a batch whose runs train at once in worker processes: one line per active run.
+
+    ``update(key, method, args)`` replays a worker's :class:`Progress` call (sent by
+    ``prunebench.engine.batch.RemoteProgress``) on that run's own :class:`Progress`;
+    ``method == "finish"`` ends the run. On a terminal a live panel lists the batch (runs
+    finished of N) and every active run's line; elsewhere each run prints its own plain
+    lines (per epoch at most every ``min_interval`` seconds, and per level).
+    """
+
+    def __init__(self, total_runs: int = 1, console: Any = None, live: bool | None = None,
+                 min_interval: float = 5.0, refresh_per_second: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console, self.clock = console, clock
+        self.total_runs = max(int(total_runs), 1)
+        self.min_interval = float(min_interval)
+        self.finished = 0
+        self.active: dict[str, Progress] = {}
+        self._t0 = clock()
+        self._live = None
+        if console.is_terminal if live is None else live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._quiet = Console(quiet=True)
+            redirect = console.file in (sys.stdout, sys.stderr)
+            self._live = Live(self, console=console, auto_refresh=False, transient=False,
+                              redirect_stdout=redirect, redirect_stderr=redirect)
+            self._live.start()
+        self._draw_every = 1.0 / refresh_per_second
+        self._next_draw = clock()
+
+    def update(self, key: str, method: str, args: tuple[Any, ...] = ()) -> None:
+        """Apply one progress call of the run (or dense task) ``key``."""
+        if method == "finish":
+            self.active.pop(key, None)
+            self.finished += key.startswith("run:")
+            self.refresh()
+            return
+        p = self.active.get(key)
+        if p is None:
+            console = self._quiet if self._live is not None else self.console
+            p = self.active[key] = Progress(self.total_runs, console=console, live=False,
+                                            min_interval=self.min_interval, clock=self.clock)
+        getattr(p, method)(*args)
+        if self._live is not None:
+            now = self.clock()
+            if now >= self._next_draw or method in ("start_run", "end_level"):
+                self._next_draw = now + self._draw_every
+                self._live.refresh()
+
+    def lines(self) -> list[str]:
+        """The batch line, then one line per active run."""
+        head = (f"runs finished {self.finished}/{self.total_runs}, {len(self.active)} active, "
+                f"elapsed {format_seconds(self.clock() - self._t0)}")
+        return [head, *(p.line() for p in self.active.values())]
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text("\n".join(self.lines()))

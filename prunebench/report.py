@@ -1,13 +1,15 @@
 """``prunebench-report``: collect every run under a results root into one table and figures.
 
-    prunebench-report [ROOT] [--filter col=val[,val]]... [--out DIR] [--quiet]
+    prunebench-report [ROOT] [--filter col=val[,val]]... [--out DIR] [--pdf] [--jobs N] [--quiet]
 
 Writes into ``DIR`` (default ``ROOT/report``): ``results.parquet`` and ``results.csv``
 (one row per run and level), ``summary.md`` and ``summary.tex`` (mean ± std over seeds
 per curve and target sparsity, drop vs dense, then 95% t intervals and the paired difference
 to dense by seed), ``claims.md`` and ``claims.csv`` (a verdict per published claim declared
-by the experiments in the table; see ``prunebench.claims``), and every figure that applies
-as PNG and PDF. A figure that does not apply is skipped with the reason, never drawn empty.
+by the experiments in the table; see ``prunebench.claims``), ``disk.csv``/``disk.md`` (each
+run's bytes on disk), and every figure that applies as PNG (and PDF with ``--pdf``), drawn
+once each by ``--jobs`` worker processes (default: the usable cores). A figure that does
+not apply is skipped with the reason, never drawn empty.
 Optuna studies are read from ``ROOT/studies/*.db`` (SQLite); per-layer sensitivity
 tables from ``ROOT/runs/<id>/sensitivity.csv`` (``experiments/layer_sensitivity.py``).
 
@@ -77,6 +79,7 @@ class ReportResult:
     lost: dict[str, str] = field(default_factory=dict)  # finished run folder -> what of its results is gone
     up_to_date: bool = False  # nothing changed since the last report: nothing was written
     reused: list[str] = field(default_factory=list)  # figures kept from the last report (same data)
+    disk_bytes: int = 0  # the runs' folders and the dense cache on disk (disk.csv per run)
 
     @property
     def ok(self) -> bool:
@@ -115,34 +118,35 @@ def _code_version() -> str:
 
 
 class _Writer:
-    """Draws figures into ``out`` and books what was written or skipped.
+    """Books the figures of a report into ``out``; :meth:`flush` draws them (in parallel processes).
 
     ``key`` identifies the data a figure is drawn from; a figure whose key equals the one
     in the last report's manifest, and whose files are still there, is kept, not redrawn.
     """
 
     def __init__(self, result: ReportResult, suffix: str = "", key: str = "",
-                 previous: Mapping[str, Any] | None = None) -> None:
+                 previous: Mapping[str, Any] | None = None, formats: Sequence[str] = ("png",),
+                 pending: list[tuple[str, Callable[[], Any], str]] | None = None) -> None:
         self.result = result
         self.suffix = suffix  # appended to every figure name (per data set/model sets)
         self.key = key
         self.previous: Mapping[str, Any] = previous if previous is not None else {}
+        self.formats = tuple(formats)
         self.keys: dict[str, str] = {}
+        self.pending = pending if pending is not None else []  # (name, draw, key): drawn by flush
 
     def sub(self, suffix: str, key: str) -> _Writer:
-        w = _Writer(self.result, suffix, key, self.previous)
+        w = _Writer(self.result, suffix, key, self.previous, self.formats, self.pending)
         w.keys = self.keys  # one book of keys for the whole report
         return w
 
     def figure(self, name: str, draw: Callable[[], Any], reason_if_skipped: str | None = None,
                key: str | None = None) -> None:
-        from prunebench import plots
-
         name += self.suffix
         if reason_if_skipped:
             self.result.skipped[name] = reason_if_skipped
             return
-        key = _digest(name, key if key is not None else self.key)
+        key = _digest(name, key if key is not None else self.key, *self.formats)
         before = self.previous.get(name) or {}
         files = [self.result.out / f for f in before.get("files", [])]
         if key and before.get("key") == key and files and all(f.exists() for f in files):
@@ -150,15 +154,101 @@ class _Writer:
             self.result.reused.append(name)
             self.keys[name] = key
             return
-        try:
-            ax = draw()
-            paths = plots.save_figure(ax, self.result.out / name)
-        except Exception as exc:  # one broken figure must not cost the rest of the report
-            self.result.skipped[name] = f"failed to draw ({type(exc).__name__}: {exc})"
+        self.result.figures[name] = []  # its place in the listing; filled by flush
+        self.pending.append((name, draw, key))
+
+    def start(self, processes: int | None = None) -> None:
+        """Start drawing the booked figures (in worker processes, while the caller writes tables)."""
+        jobs = [(self.result.out / name, draw) for name, draw, _ in self.pending]
+        self._drawing = FigureDrawing(jobs, self.formats, processes)
+
+    def flush(self, processes: int | None = None) -> None:
+        """Wait for (or draw) every booked figure and book the files or the reason it failed."""
+        drawing = getattr(self, "_drawing", None) or FigureDrawing(
+            [(self.result.out / name, draw) for name, draw, _ in self.pending], self.formats, processes)
+        for (name, _, key), (paths, error) in zip(self.pending, drawing.results(), strict=True):
+            if error is not None:  # one broken figure must not cost the rest of the report
+                del self.result.figures[name]
+                self.result.skipped[name] = f"failed to draw ({error})"
+                continue
+            self.result.figures[name] = paths
+            self.result.written.extend(paths)
+            self.keys[name] = key
+        self.pending.clear()
+        self._drawing = None
+
+
+#: The figures being drawn, read by forked workers (the drawing closures do not pickle).
+_JOBS: list[tuple[Path, Callable[[], Any]]] = []
+_FORMATS: tuple[str, ...] = ("png",)
+
+
+def _draw_job(i: int) -> tuple[list[Path] | None, str | None]:
+    from prunebench import plots
+
+    path, draw = _JOBS[i]
+    try:
+        return plots.save_figure(draw(), path, formats=_FORMATS), None
+    except Exception as exc:  # noqa: BLE001 - reported per figure
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+class FigureDrawing:
+    """Figures being drawn and saved, each ``(path without suffix, draw)``; :meth:`results` waits.
+
+    Figures are independent, so they go to ``processes`` (default: the usable cores) forked
+    workers, started at once so the caller can write its tables meanwhile. Forked, because
+    the drawing closures cannot be pickled; and only in a process without torch (the report
+    never imports it; a training process that calls the report has torch's threads, which a
+    fork does not survive safely): there the figures are drawn in-process by :meth:`results`.
+    """
+
+    def __init__(self, jobs: Sequence[tuple[Path, Callable[[], Any]]], formats: Sequence[str] = ("png",),
+                 processes: int | None = None) -> None:
+        import multiprocessing as mp
+
+        self.jobs, self.formats = list(jobs), tuple(formats)
+        n = min(len(self.jobs), processes if processes is not None else usable_cores())
+        self.pool: Any = None
+        self.pending: Any = None
+        if n < 2 or "torch" in sys.modules or "fork" not in mp.get_all_start_methods():
             return
-        self.result.figures[name] = paths
-        self.result.written.extend(paths)
-        self.keys[name] = key
+        global _JOBS, _FORMATS
+        _JOBS, _FORMATS = self.jobs, self.formats
+        try:
+            self.pool = mp.get_context("fork").Pool(n)  # the workers get _JOBS as it is now
+        finally:
+            _JOBS = []
+        self.pending = self.pool.map_async(_draw_job, range(len(self.jobs)), chunksize=1)
+
+    def results(self) -> list[tuple[list[Path] | None, str | None]]:
+        """Per job: the files written, or the error that stopped it."""
+        global _JOBS, _FORMATS
+        if self.pool is None:
+            _JOBS, _FORMATS = self.jobs, self.formats
+            try:
+                return [_draw_job(i) for i in range(len(self.jobs))]
+            finally:
+                _JOBS = []
+        try:
+            return self.pending.get()
+        finally:
+            self.pool.close()
+            self.pool.join()
+
+
+def draw_figures(jobs: Sequence[tuple[Path, Callable[[], Any]]], formats: Sequence[str] = ("png",),
+                 processes: int | None = None) -> list[tuple[list[Path] | None, str | None]]:
+    """Draw and save each ``(path without suffix, draw)``: per job its paths or the error (:class:`FigureDrawing`)."""
+    return FigureDrawing(jobs, formats, processes).results()
 
 
 def _table_files(df: pd.DataFrame, out: Path, result: ReportResult) -> None:
@@ -515,7 +605,8 @@ def _studies_table(summaries: list[dict[str, Any]], w: _Writer) -> None:
     w.result.written.extend([out / "studies.csv", out / "studies.md"])
 
 
-def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, invalid: Mapping[str, str]) -> str:
+def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, invalid: Mapping[str, str],
+                formats: Sequence[str] = ("png",)) -> str:
     """A hash of everything the report reads: a relaunch with the same key has nothing to do."""
     files = []
     for pattern in ("runs/*/levels/*/layers.csv", "runs/*/levels/0/state.pt", f"runs/*/{SENSITIVITY_FILE}",
@@ -524,7 +615,8 @@ def _inputs_key(root: Path, out: Path, df: pd.DataFrame, filters: Filters, inval
             st = p.stat()
             files.append(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
     opts = json.dumps({"filters": filters if isinstance(filters, Mapping) else list(filters or []),
-                       "out": str(out.resolve()), "invalid": sorted(invalid.items())}, sort_keys=True, default=str)
+                       "out": str(out.resolve()), "invalid": sorted(invalid.items()), "formats": list(formats)},
+                      sort_keys=True, default=str)
     return _digest(_code_version(), opts, df, *files)
 
 
@@ -537,7 +629,8 @@ def _read_manifest(out: Path) -> dict[str, Any]:
 
 
 def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
-                 filters: Filters = None, force: bool = False) -> ReportResult:
+                 filters: Filters = None, force: bool = False, formats: Sequence[str] = ("png",),
+                 jobs: int | None = None) -> ReportResult:
     """Collect every run under ``root`` (validated, ``prunebench.results.collect``) and write
     table, summary and figures.
 
@@ -545,6 +638,8 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     failed validation (``invalid``: not used). With no rows (no runs, or nothing matches
     ``filters``) it writes nothing and sets ``message``. When nothing changed since the
     last report in ``out`` it writes nothing and sets ``up_to_date`` (``force`` redraws).
+    Figures are written in ``formats`` (PNG by default; add ``"pdf"`` for PDF too), drawn by
+    ``jobs`` processes (default: the usable cores).
     Raises ``ConfigError`` for a missing root, an unknown filter column, or an output
     folder that is a file or not writable.
     """
@@ -566,7 +661,9 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
             result.message += f"; {len(result.lost)} finished run(s) with lost results were not used"
         return result
     check_writable_root(out_dir, key="--out" if out is not None else "report folder")
-    key = _inputs_key(root, out_dir, df, filters, {**result.invalid, **{k: "lost: " + v for k, v in result.lost.items()}})
+    formats = check_formats(formats)
+    key = _inputs_key(root, out_dir, df, filters, {**result.invalid, **{k: "lost: " + v for k, v in result.lost.items()}},
+                      formats)
     previous = {} if force else _read_manifest(out_dir)
     before = previous.get("figures", {})
     if previous.get("inputs") == key and all((out_dir / f).exists() for f in previous.get("files", [])):
@@ -578,15 +675,19 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
             result.message += f"; {len(result.lost)} finished run(s) with lost results not used"
         return result
     out_dir.mkdir(parents=True, exist_ok=True)
-    _table_files(df, out_dir, result)
-    _summary_files(df, root, out_dir, filters, result)
-    _claims_files(df, root, out_dir, result)
-    result.written += write_report_files(root, out_dir)  # prunebench-export's measured artifacts (export/exports.csv)
-    w = _Writer(result, key=_digest(df), previous=before)
+    # Figures first: they are drawn in worker processes while this one writes the tables.
+    w = _Writer(result, key=_digest(df), previous=before, formats=formats)
     _curve_figures(df, w)
     _layer_figure(df, root, w)
     _sensitivity_figures(df, root, w, filters)
     _study_figures(root, w)
+    w.start(jobs)
+    _table_files(df, out_dir, result)
+    _summary_files(df, root, out_dir, filters, result)
+    _claims_files(df, root, out_dir, result)
+    result.written += write_report_files(root, out_dir)  # prunebench-export's measured artifacts (export/exports.csv)
+    _disk_files(df, root, out_dir, result)
+    w.flush()
     files = [str(p.relative_to(out_dir)) for p in result.written + [q for n in result.reused
                                                                      for q in result.figures[n]]]
     manifest = {"inputs": key, "files": sorted(set(files)), "skipped": result.skipped,
@@ -599,6 +700,50 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     return result
 
 
+def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
+    """The figure formats as a tuple, PNG first; ConfigError naming the bad one."""
+    from prunebench.plots import FIGURE_FORMATS
+
+    items = [formats] if isinstance(formats, str) else list(formats)
+    bad = [f for f in items if f not in FIGURE_FORMATS]
+    if bad or not items:
+        raise ConfigError(f"report_formats={items!r}: each must be one of {', '.join(FIGURE_FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def disk_table(root: Path, run_ids: Sequence[str]) -> pd.DataFrame:
+    """Bytes each run's folder occupies (hard links counted once; level 0 linked to the shared
+    dense cache counts for the cache, listed as run ``cache/dense``)."""
+    from prunebench.results.store import disk_bytes
+
+    seen: set[tuple[int, int]] = set()
+    rows = []
+    cache = Path(root) / "cache" / "dense"
+    if cache.is_dir():
+        rows.append({"run_id": "cache/dense", "levels": 0, "bytes": disk_bytes(cache, seen)})
+    for rid in run_ids:
+        path = runs_dir(root) / rid
+        levels = len([p for p in (path / "levels").iterdir() if p.is_dir()]) if (path / "levels").is_dir() else 0
+        rows.append({"run_id": rid, "levels": levels, "bytes": disk_bytes(path, seen)})
+    table = pd.DataFrame(rows, columns=["run_id", "levels", "bytes"])
+    table["mb"] = (table["bytes"] / 1e6).round(3)
+    return table
+
+
+def _disk_files(df: pd.DataFrame, root: Path, out: Path, result: ReportResult) -> None:
+    """disk.csv: each run's disk use (prunebench.results.levels stores only what changed)."""
+    runs = df.drop_duplicates("run_id")[["run_id", "label"]] if "label" in df.columns else df[["run_id"]].drop_duplicates()
+    table = disk_table(root, list(runs["run_id"].astype(str)))
+    if "label" in runs.columns:
+        table = table.merge(runs.astype({"run_id": str}), on="run_id", how="left")
+    from prunebench import plots
+
+    atomic_write_text(out / "disk.csv", table.to_csv(index=False))
+    atomic_write_text(out / "disk.md", plots.to_markdown(table))
+    result.written += [out / "disk.csv", out / "disk.md"]
+    result.disk_bytes = int(table["bytes"].sum())
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="prunebench-report", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -607,17 +752,19 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep rows whose column equals one of the values (repeatable)")
     ap.add_argument("--out", default=None, help="output folder (default: ROOT/report)")
     ap.add_argument("--force", action="store_true", help="redraw every figure even if its data did not change")
+    ap.add_argument("--pdf", action="store_true", help="write every figure as PDF too (default: PNG only)")
+    ap.add_argument("--jobs", type=int, default=None, help="processes drawing figures (default: the usable cores)")
     ap.add_argument("--quiet", action="store_true", help="print errors only")
     return ap
 
 
-def write_report(root: str, log: Any = None) -> None:
+def write_report(root: str, log: Any = None, formats: Sequence[str] = ("png",)) -> None:
     """Build the report under ``root`` and say where it went (the CLI's and the sweeps' last step)."""
     from prunebench.log import log as default_log
 
     say = log or default_log
     try:
-        result = build_report(root)
+        result = build_report(root, formats=formats)
     except OSError as exc:  # the runs are written; only the report could not be (a full disk)
         say(f"warning: the report was not written: {exc.strerror or type(exc).__name__}"
             f"{f' ({exc.filename})' if exc.filename else ''}; the results are safe: run prunebench-report {root} "
@@ -639,11 +786,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     say: Callable[[str], None] = (lambda _m: None) if args.quiet else print
     root = Path(args.root)
+    if args.jobs is not None and args.jobs < 1:
+        print(f"error: --jobs={args.jobs} must be at least 1", file=sys.stderr)
+        return 2
     if not root.exists():
         print(f"error: results root {str(root)!r} does not exist (nothing to report)", file=sys.stderr)
         return 2  # bad input, as a root that is a file
     try:
-        result = build_report(root, args.out, args.filter or None, force=args.force)
+        result = build_report(root, args.out, args.filter or None, force=args.force,
+                              formats=("png", "pdf") if args.pdf else ("png",), jobs=args.jobs)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -665,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"report: {result.message}")
     tables = [p.name for p in result.written if p.suffix in (".parquet", ".csv", ".md", ".tex")]
     say(f"  wrote {', '.join(tables)}")
+    say(f"  disk use: {result.disk_bytes / 1e6:.1f} MB (per run: disk.csv)")
     for name, paths in result.figures.items():
         kept = " unchanged, kept" if name in result.reused else ""
         say(f"  figure {name} ({', '.join(p.suffix for p in paths)}){kept}")

@@ -42,7 +42,8 @@ PRECISIONS = {"32-true": "32-true", "32": "32-true", "16-mixed": "16-mixed", "16
               "64-true": "64-true", "64": "64-true"}
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 TOP_LEVEL_KEYS = ("seed", "data", "model", "train", "pruning", "schedule", "retrain", "trainer", "metrics", "paths",
-                  "study", "label", "experiment_name", "report", "optuna", "sweep", "logger", "claims")
+                  "study", "label", "experiment_name", "report", "optuna", "sweep", "logger", "claims",
+                  "report_formats")
 
 
 def _locate(path: str, key: str) -> Callable[..., Any]:
@@ -845,6 +846,10 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     report = cfg.get("report", True)
     if report is not None:
         parse_bool(report, "report")
+    if cfg.get("report_formats") is not None:
+        from prunebench.report import check_formats
+
+        check_formats(cfg["report_formats"])
     return RunSpec(
         seed=seed,
         data=data,

@@ -16,6 +16,7 @@ import torch
 
 from prunebench.cli import main
 from prunebench.results import schema
+from prunebench.results.levels import load_level_state
 from prunebench.results.store import load
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,7 @@ def test_run_writes_rows_masks_and_is_skipped_when_launched_again(tmp_path: Path
     assert (rows["status"] == "ok").all() and (rows["seed"] == 3).all()
     assert rows["compression"].iloc[-1] > rows["compression"].iloc[0] == pytest.approx(1.0)
     for k in (1, 2):
-        mask = torch.load(run / "levels" / str(k) / "mask.pt", weights_only=True)
-        state = torch.load(run / "levels" / str(k) / "state.pt", weights_only=True)
+        state, mask = load_level_state(run / "levels" / str(k))
         for name, m in mask.items():
             assert torch.all(state[name][~m.bool()] == 0), f"level {k}: {name} has pruned weights that are not zero"
     config = json.loads((run / "config.json").read_text())

@@ -37,11 +37,14 @@ def launch(root: Path) -> subprocess.Popen[bytes]:
 
 
 def finished_tensors(root: Path) -> dict[str, torch.Tensor]:
+    from prunebench.results.levels import load_level_state
+
     out = {}
-    for f in sorted(root.glob("runs/*/levels/*/*.pt")):
-        obj = torch.load(f, map_location="cpu", weights_only=True)
-        for k, v in obj.items():
-            out[f"{f.relative_to(root / 'runs')}:{k}"] = v
+    for ld in sorted(root.glob("runs/*/levels/*")):
+        state, mask = load_level_state(ld)
+        for what, tensors in (("state", state), ("mask", dict(mask))):
+            for k, v in tensors.items():
+                out[f"{ld.relative_to(root / 'runs')}:{what}:{k}"] = v
     return out
 
 

@@ -353,10 +353,15 @@ def test_save_figure_png_pdf(tmp_path: Path, table: pd.DataFrame) -> None:
     from matplotlib.image import imread
 
     ax = plots.accuracy_vs_remaining(table)
-    paths = plots.save_figure(ax, tmp_path / "sub" / "fig")
+    assert [p.name for p in plots.save_figure(ax, tmp_path / "png" / "fig")] == ["fig.png"]  # the default
+    paths = plots.save_figure(ax, tmp_path / "sub" / "fig", formats=("png", "pdf"))
     assert [p.name for p in paths] == ["fig.png", "fig.pdf"]
     assert paths[1].read_bytes()[:4] == b"%PDF"
-    assert imread(paths[0]).shape[1] >= 3.0 * 150  # ≥ 150 dpi at ~3.4 in
+    # One draw at the figure's own size (no tight bounding box): 150+ dpi at its width in inches.
+    width = ax.figure.get_size_inches()[0]
+    assert imread(paths[0]).shape[1] == round(width * 200)
+    with pytest.raises(ValueError, match="choose from png, pdf, svg"):
+        plots.save_figure(ax, tmp_path / "x", formats=("jpg",))
 
 
 def test_cost_log_axis_minor_labels_do_not_collide() -> None:

@@ -150,3 +150,38 @@ def test_live_panel_redraws_at_most_twice_a_second_from_the_steps() -> None:
     assert len(draws) == 25 and min(b - a for a, b in zip(draws, draws[1:])) >= 0.5 - 1e-9
     p._live.refresh = lambda: None  # type: ignore[union-attr]
     p.close()
+
+
+def test_pool_progress_shows_every_active_run_from_its_workers_messages() -> None:
+    from prunebench.engine.batch import RemoteProgress
+    from prunebench.progress import PoolProgress
+
+    buf = io.StringIO()
+    clock = Clock()
+    console = Console(file=buf, force_terminal=True, width=160, color_system=None)
+    pool = PoolProgress(total_runs=4, console=console, clock=clock)
+    assert pool._live is not None
+    # Two workers' calls, as RemoteProgress sends them over their pipes.
+    sent: list[tuple] = []
+    workers = {key: RemoteProgress(sent.append, key, clock=clock) for key in ("run:aaa", "run:bbb")}
+    for i, (key, w) in enumerate(workers.items(), start=1):
+        w.start_run(i, key[4:], levels=2)
+        w.start_level(1, epochs=3, steps_per_epoch=40)
+        w.start_fit()
+    for _ in range(25):
+        clock.t += 0.01
+        for w in workers.values():
+            w.on_step()
+    for w in workers.values():
+        w.on_epoch(0, 0.5)
+    assert 0 < sum(m[2] == "on_step" for m in sent) < 50  # steps go in batches, not one message each
+    for _, key, method, args in sent:
+        pool.update(key, method, args)
+    lines = pool.lines()
+    assert lines[0].startswith("runs finished 0/4, 2 active")
+    assert any("run 1/4 (aaa) level 1/2 epoch 1/3 step 25/120" in ln for ln in lines)
+    assert any("run 2/4 (bbb) level 1/2 epoch 1/3 step 25/120" in ln for ln in lines)
+    pool.update("run:aaa", "finish")
+    assert pool.lines()[0].startswith("runs finished 1/4, 1 active") and len(pool.lines()) == 2
+    pool.close()
+    assert "(bbb)" in buf.getvalue()

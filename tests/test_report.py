@@ -70,7 +70,7 @@ def test_report_writes_table_summary_figures(root: Path, tmp_path: Path) -> None
     assert len(pd.read_csv(out / "results.csv")) == 39
     for fig in ("accuracy_vs_sparsity", "accuracy_vs_remaining", "accuracy_vs_compression",
                 "speedup_theoretical", "accuracy_vs_params", "accuracy_vs_flops", "pruning_drop", "layer_sparsity"):
-        assert res.figures[fig] == [out / f"{fig}.png", out / f"{fig}.pdf"], fig
+        assert res.figures[fig] == [out / f"{fig}.png"], fig  # PNG only by default
         assert all(p.stat().st_size > 0 for p in res.figures[fig])
     assert res.skipped["speedup_measured"] == "no measured latency in the table"
     assert res.skipped["accuracy_vs_latency"] == "no measured latency in the table"
@@ -116,7 +116,7 @@ def test_main_cli(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     out = tmp_path / "cli"
     assert report.main([str(root), "--out", str(out), "--filter", "seed=0,1", "--filter", "schedule=iterative"]) == 0
     text = capsys.readouterr().out
-    assert "figure accuracy_vs_sparsity (.png, .pdf)" in text
+    assert "figure accuracy_vs_sparsity (.png)" in text and not list(out.glob("*.pdf"))
     assert "skipped speedup_measured: no measured latency in the table" in text
     table = pd.read_csv(out / "results.csv")
     assert len(table) == 10 and set(table["label"]) == {B} and set(table["seed"]) == {0, 1}
@@ -159,8 +159,7 @@ def test_report_draws_layer_sensitivity_files(tmp_path: Path) -> None:
                          "acc": [0.9, 0.8, 0.85, 0.3]})
     sens.to_csv(run_dir(root, ids[0]) / "sensitivity.csv", index=False)
     res = report.build_report(root, tmp_path / "one")
-    assert res.figures["layer_sensitivity"] == [tmp_path / "one" / "layer_sensitivity.png",
-                                                tmp_path / "one" / "layer_sensitivity.pdf"]
+    assert res.figures["layer_sensitivity"] == [tmp_path / "one" / "layer_sensitivity.png"]
     sens.to_csv(run_dir(root, ids[1]) / "sensitivity.csv", index=False)
     (run_dir(root, ids[2]) / "sensitivity.csv").write_text("")
     res = report.build_report(root, tmp_path / "many")
@@ -203,3 +202,61 @@ def test_several_datasets_get_one_figure_set_each(tmp_path: Path) -> None:
     renderer = canvas.get_renderer()
     legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
     assert legend_box.x0 >= axes_box.x1
+
+
+def test_figures_drawn_in_parallel_are_the_same_files_as_drawn_in_one_process(root: Path, tmp_path: Path) -> None:
+    one = report.build_report(root, tmp_path / "one", jobs=1)
+    two = report.build_report(root, tmp_path / "two", jobs=2)
+    assert list(one.figures) == list(two.figures) and len(one.figures) >= 8 and one.skipped == two.skipped
+    for name, paths in one.figures.items():
+        other = two.figures[name]
+        assert [p.name for p in paths] == [p.name for p in other] == [f"{name}.png"]
+        assert paths[0].read_bytes() == other[0].read_bytes(), name
+
+
+def test_a_figure_that_fails_in_a_worker_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    from prunebench import plots
+
+    def good() -> object:
+        return plots.accuracy_vs_sparsity(make_table())
+
+    def bad() -> object:
+        raise ValueError("no such column")
+
+    out = report.draw_figures([(tmp_path / "a", good), (tmp_path / "b", bad), (tmp_path / "c", good)], ("png",), 2)
+    assert out[0] == ([tmp_path / "a.png"], None) and out[2] == ([tmp_path / "c.png"], None)
+    assert out[1] == (None, "ValueError: no such column") and not (tmp_path / "b.png").exists()
+
+
+def test_pdf_on_request_and_a_format_change_redraws(root: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rep"
+    assert report.main([str(root), "--out", str(out), "--quiet"]) == 0
+    assert not list(out.glob("*.pdf")) and (out / "accuracy_vs_sparsity.png").exists()
+    assert report.main([str(root), "--out", str(out), "--pdf"]) == 0
+    assert "figure accuracy_vs_sparsity (.png, .pdf)" in capsys.readouterr().out
+    assert (out / "accuracy_vs_sparsity.pdf").read_bytes()[:4] == b"%PDF"
+    assert report.main([str(root), "--out", str(out), "--pdf"]) == 0
+    assert "report up to date" in capsys.readouterr().out
+    assert report.main([str(root), "--out", str(out), "--jobs", "0"]) == 2
+    assert "--jobs=0 must be at least 1" in capsys.readouterr().err
+
+
+def test_disk_use_per_run_counts_a_linked_dense_file_once(tmp_path: Path) -> None:
+    table = make_table()
+    root = write_root(tmp_path / "res", table)
+    ids = sorted(table["run_id"].astype(str).unique())
+    cache = root / "cache" / "dense" / "d1"
+    cache.mkdir(parents=True)
+    (cache / "final.pt").write_bytes(b"w" * 5000)
+    (level_dir(run_dir(root, ids[0]), 0) / "state.pt").hardlink_to(cache / "final.pt")
+    (level_dir(run_dir(root, ids[0]), 1) / "weights.pt").write_bytes(b"v" * 300)
+    res = report.build_report(root)
+    disk = pd.read_csv(root / "report" / "disk.csv").set_index("run_id")
+    assert disk.loc["cache/dense", "bytes"] == 5000
+    run0 = run_dir(root, ids[0])
+    own = sum(p.stat().st_size for p in run0.rglob("*") if p.is_file() and p.name != "state.pt")
+    assert disk.loc[ids[0], "bytes"] == own  # its level 0 is the cache's file: counted there
+    assert disk.loc[ids[1], "bytes"] == sum(p.stat().st_size for p in run_dir(root, ids[1]).rglob("*") if p.is_file())
+    assert res.disk_bytes == int(disk["bytes"].sum()) and set(disk["label"].dropna()) == {A, B}
+    assert "| cache/dense   |" in (root / "report" / "disk.md").read_text()

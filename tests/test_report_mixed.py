@@ -98,7 +98,7 @@ def test_mixed_table_has_both_structures_and_trials(mixed_root: tuple[Path, dict
 def test_mixed_report_draws_every_applicable_figure(mixed_root: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, _ = mixed_root
     out = tmp_path / "rep"
-    res = report.build_report(root, out)
+    res = report.build_report(root, out, formats=("png", "pdf"))
     assert res.ok and res.runs == 4 and res.rows == 9
     expected = ["accuracy_vs_sparsity", "accuracy_vs_remaining", "accuracy_vs_compression", "speedup_theoretical",
                 "speedup_measured", "accuracy_vs_params", "accuracy_vs_flops", "accuracy_vs_latency",
@@ -119,7 +119,7 @@ def test_mixed_report_cli_lists_skips_with_reasons(mixed_root: tuple[Path, dict[
     root, ids = mixed_root
     # Channel rows only: the sensitivity file belongs to the unstructured run, so it is skipped;
     # the Optuna study is still read from ROOT/studies.
-    code = report.main([str(root), "--filter", "structure=channel", "--out", str(tmp_path / "ch")])
+    code = report.main([str(root), "--filter", "structure=channel", "--out", str(tmp_path / "ch"), "--pdf"])
     out = capsys.readouterr().out
     assert code == 0
     assert "1 run(s), 3 row(s)" in out

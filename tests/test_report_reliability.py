@@ -117,7 +117,7 @@ def test_unchanged_relaunch_is_up_to_date_and_changes_redraw_only_their_figures(
     assert "layer_sparsity" not in third.reused and (out / "layer_sparsity.png").exists()
     assert not report.build_report(root, force=True).reused
     assert json.loads((out / "report.json").read_text())["figures"]["pruning_drop"]["files"] == \
-        ["pruning_drop.png", "pruning_drop.pdf"]
+        ["pruning_drop.png"]
 
 
 def test_sensitivity_file_name_matches_analysis() -> None:

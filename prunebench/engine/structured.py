@@ -101,4 +101,8 @@ def save_model(net: nn.Module, path: Path) -> None:
 def load_model(path: Path, build_net: Callable[[], nn.Module]) -> nn.Module:
     from prunebench.pruning.structured import load_pruned
 
-    return load_pruned(path, build_net)
+    from prunebench.models.hf_config import sync_config
+
+    net = load_pruned(path, build_net)
+    sync_config(net)  # the rebuilt transformers model's config states the saved widths
+    return net

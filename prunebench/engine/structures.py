@@ -98,29 +98,34 @@ class Structure:
 
     # ---- files ----------------------------------------------------------------------------
     def save(self, ld: Path, net: nn.Module, mask: Mask, state_from: Path | None = None) -> None:
-        """Mask, per-layer table and weights; ``state_from``: a file known to hold these weights, linked."""
-        from prunebench.engine.dense import save_state
-        from prunebench.results.store import atomic_link
+        """Mask, per-layer table and weights (prunebench.results.levels: only what the previous level
+        does not give); ``state_from``: a file known to hold these weights, linked."""
+        from prunebench.results.levels import has_level, load_level_state, save_level
 
-        mask.save(ld / "mask.pt")
+        k = int(ld.name)
+        previous = ld.parent / str(k - 1)
+        base = k - 1 if k > 0 and has_level(previous) else None
+        base_state = load_level_state(previous)[0] if base is not None else None
+        save_level(ld, net.state_dict(), mask, base=base, base_state=base_state, link_from=state_from)
         write_table(ld / "layers.csv", mask.report())
-        if state_from is None or not atomic_link(state_from, ld / "state.pt"):
-            save_state(ld / "state.pt", net.state_dict())
 
     def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
-        from prunebench.engine.dense import load_state
+        from prunebench.results.levels import has_level, load_level_into
 
-        if not ((ld / "state.pt").exists() and (ld / "mask.pt").exists()):
+        if not has_level(ld):
             return None
-        net.load_state_dict(load_state(ld / "state.pt", "level checkpoint"))
-        return net, Mask.load(ld / "mask.pt", net)
+        return net, load_level_into(ld, net)
 
     def check_files(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> None:
         from prunebench.engine.dense import check_loadable
+        from prunebench.results.levels import has_level, load_level_into
 
-        if (ld / "mask.pt").exists():
+        if has_level(ld):
+            load_level_into(ld, net)
+        elif (ld / "mask.pt").exists():
             Mask.load(ld / "mask.pt", net)
-        check_loadable(net, ld / "state.pt", "level checkpoint")
+        else:
+            check_loadable(net, ld / "state.pt", "level checkpoint")
 
     def cost_columns(self, net: nn.Module, large_latency: Callable[[nn.Module], float]) -> dict[str, Any]:
         return {}

@@ -7,10 +7,27 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from prunebench.errors import CorruptFileError
+
+#: Mask file format written by :meth:`Mask.save` (1: a dict of bool tensors, one byte per weight).
+MASK_FORMAT = 2
+
+
+def pack_bits(keep: torch.Tensor) -> torch.Tensor:
+    """A bool tensor as uint8, 8 entries per byte (row-major, numpy.packbits order)."""
+    return torch.from_numpy(np.packbits(keep.detach().cpu().reshape(-1).numpy()))
+
+
+def unpack_bits(bits: torch.Tensor, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """The bool tensor of ``shape`` that :func:`pack_bits` packed into ``bits``."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if bits.dtype != torch.uint8 or bits.dim() != 1 or bits.numel() != (n + 7) // 8:
+        raise ValueError(f"packed mask of {bits.numel()} {bits.dtype} bytes does not hold shape {tuple(shape)}")
+    return torch.from_numpy(np.unpackbits(bits.numpy(), count=n).astype(bool)).reshape(tuple(shape))
 
 
 class Mask(Mapping[str, torch.Tensor]):
@@ -79,18 +96,37 @@ class Mask(Mapping[str, torch.Tensor]):
     def save(self, path: str | os.PathLike[str]) -> None:
         from prunebench.results.store import atomic_write_bytes
 
+        # Bit-packed (8 weights per byte); a tensor with nothing pruned stores no bits at all.
+        masks: dict[str, dict[str, object]] = {}
+        for n, m in self._masks.items():
+            entry: dict[str, object] = {"shape": list(m.shape)}
+            if not bool(m.all()):
+                entry["bits"] = pack_bits(m)
+            masks[n] = entry
         buf = io.BytesIO()
-        torch.save({n: m.cpu() for n, m in self._masks.items()}, buf)
+        torch.save({"format": MASK_FORMAT, "masks": masks}, buf)
         atomic_write_bytes(Path(path), buf.getvalue())
+
+    @classmethod
+    def _from_file(cls, data: object) -> Mask:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a dict of tensors, got {type(data).__name__}")
+        if "format" not in data:  # format 1: one bool tensor per name
+            return cls(data)
+        if data["format"] != MASK_FORMAT or not isinstance(data.get("masks"), dict):
+            raise TypeError(f"unknown mask format {data['format']!r}")
+        out = {}
+        for n, entry in data["masks"].items():
+            shape = tuple(int(d) for d in entry["shape"])
+            bits = entry.get("bits")
+            out[n] = torch.ones(shape, dtype=torch.bool) if bits is None else unpack_bits(bits, shape)
+        return cls(out)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: nn.Module | None = None) -> Mask:
         """Load a mask; a corrupt file or one that does not fit ``model`` raises CorruptFileError."""
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(data, dict):
-                raise TypeError(f"expected a dict of tensors, got {type(data).__name__}")
-            mask = cls(data)
+            mask = cls._from_file(torch.load(path, map_location="cpu", weights_only=True))
         except FileNotFoundError:
             raise
         except Exception as exc:  # torch raises many types for garbage input

@@ -6,7 +6,8 @@ Layout (one folder per run, named by its content hash)::
         config.yaml         resolved config of the run (what determines it)
         rows.csv            one row per finished level (schema.COLUMNS); rewritten atomically
         levels/<k>/         per level: mask.pt, layers.csv (per-layer sparsity),
-                            epochs.csv (per-epoch metrics), state.pt (weights, for resume)
+                            epochs.csv (per-epoch metrics), weights for resume (level.json,
+                            state.pt or weights.pt: prunebench.results.levels)
         DONE                written last: the run finished every level
 
 Every write goes to a temporary file in the same folder followed by ``os.replace``, so a
@@ -348,6 +349,28 @@ def load(
     for run_path, reason in found.lost.items():
         warnings.warn(f"run {run_path.name} left out: {lost_message(run_path, reason)}", stacklevel=2)
     return found.table
+
+
+def disk_bytes(path: str | os.PathLike[str], seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes the files under ``path`` occupy, each inode counted once (hard links share one copy).
+
+    ``seen`` carries the inodes already counted across calls (a run's level 0 and the dense
+    cache are one file): pass one set to count a whole results root once.
+    """
+    seen = set() if seen is None else seen
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_size
+    return total
 
 
 def load_failure(path: str | os.PathLike[str], exc: BaseException) -> str:

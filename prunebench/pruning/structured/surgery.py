@@ -485,6 +485,9 @@ def prune_channels(
     except Exception as e:  # noqa: BLE001 - any failure inside the copy: name the group, keep the model
         raise _surgery_error(model, example_input, sel, e) from e
     _swap_in(model, work)
+    from prunebench.models.hf_config import sync_config
+
+    sync_config(model)  # a transformers model's config states its new head counts and widths
     base = sel.baseline
     return ChannelPruneResult(
         target=target,
