@@ -96,7 +96,12 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
 
         objects = registered_objects({n for s in specs for n in (s.model.name, s.data.name)})
         try:
-            pickle.dumps(objects)
+            blob = pickle.dumps(objects)
+            # A class or function defined in a notebook or script (``__main__``) pickles by
+            # reference, but a worker's ``__main__`` is another module: it could not load it.
+            if b"__main__" in blob:
+                raise pickle.PicklingError("it refers to classes or functions defined in __main__ (a notebook or "
+                                           "script); define them in an importable module to use workers")
         except Exception as exc:  # noqa: BLE001 - any pickling failure
             parallel = False
             log(f"study.jobs={jobs}: the model or data object cannot be sent to worker processes "

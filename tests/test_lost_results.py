@@ -103,7 +103,9 @@ def _spec(compose, root: Path):  # type: ignore[no-untyped-def]
 
 
 def _masks(path: Path) -> dict[int, dict[str, torch.Tensor]]:
-    return {k: torch.load(path / "levels" / str(k) / "mask.pt", weights_only=True) for k in (1, 2)}
+    from prunebench.pruning.mask import Mask
+
+    return {k: dict(Mask.load(path / "levels" / str(k) / "mask.pt")) for k in (1, 2)}
 
 
 @pytest.mark.integration

@@ -24,7 +24,8 @@ def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df = make_table(latency=True)
     for run_id, rows in df.groupby("run_id"):
         write_table(root / "runs" / str(run_id) / "rows.csv", rows)
-        (root / "runs" / str(run_id) / "DONE").write_text("done")
+        (root / "runs" / str(run_id) / "config.json").write_text('{"run_id": "' + str(run_id) + '"}')
+        (root / "runs" / str(run_id) / "DONE").write_text("done")  # a finished run has its config (else: lost)
     return root
 
 
