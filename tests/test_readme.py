@@ -86,6 +86,10 @@ def brief(line: str, root: Path) -> list[str] | str:
     keys = {a.split("=", 1)[0] for a in args}
     extra = dict(TINY) | {k: v for k, v in CAPS.items() if k in keys}
     experiment = any(a.startswith("experiment=") for a in args)
+    if any(a in ("pruning=rigl", "pruning=set") for a in args):
+        extra["pruning.delta_t"] = "2"  # a few fine-tune steps must hold a mask update
+    if "retrain=none" in args:
+        extra.pop("retrain.epochs")  # retrain=none refuses retrain.epochs (it would be ignored)
     if "schedule=gradual" in args:
         extra["schedule.frequency"] = "2"  # a few fine-tune steps must hold a pruning step
     if not experiment and "schedule" not in keys or "schedule=iterative" in args:
@@ -97,6 +101,8 @@ def brief(line: str, root: Path) -> list[str] | str:
     if experiment:
         extra.pop("trainer")  # experiment configs set trainer.* keys of their own
         extra |= {"trainer.accelerator": "cpu", "study.seeds": "[0]"}
+        # a study's variants set their own retraining (retrain=none refuses retrain.epochs)
+        extra.pop("retrain.epochs")
     kept = [a for a in args if a.split("=", 1)[0] not in extra and not a.startswith("paths.root=")]
     return [*kept, *(f"{k}={v}" for k, v in extra.items()), f"paths.root={root}"]
 
