@@ -106,7 +106,8 @@ def main() -> None:
     ap.add_argument("--no-first-level", action="store_true", help="time the bad commands only")
     args = ap.parse_args()
     print(f"{'command':<28} {'median s':>9} {'min s':>7} {'exit':>5}  message")
-    with tempfile.TemporaryDirectory() as tmp:
+    # ignore_cleanup_errors: a killed study's workers may still be exiting (they die with their parent)
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         for name, argv in BAD.items():
             times, code, msg = [], 0, ""
             for _ in range(args.repeats):

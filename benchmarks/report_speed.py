@@ -75,6 +75,7 @@ def make_root(root: Path, groups: int) -> int:
                         _row(rid, seed, 1, ds, model, "magnitude", "one_shot", sp)]
                 write_table(run_dir(root, rid) / "rows.csv", rows)
                 _layers(level_dir(run_dir(root, rid), 1), sp)
+                (run_dir(root, rid) / "config.json").write_text(json.dumps({"run_id": rid}))  # finished runs have one
                 (run_dir(root, rid) / "DONE").write_text("x")
                 n += len(rows)
             rid = f"{ds}-{model}-it-s{seed}"
@@ -83,6 +84,7 @@ def make_root(root: Path, groups: int) -> int:
             write_table(run_dir(root, rid) / "rows.csv", rows)
             for k, sp in enumerate(TARGETS):
                 _layers(level_dir(run_dir(root, rid), k + 1), sp)
+            (run_dir(root, rid) / "config.json").write_text(json.dumps({"run_id": rid}))  # finished runs have one
             (run_dir(root, rid) / "DONE").write_text("x")
             n += len(rows)
         rid = f"{ds}-{model}-ch"
@@ -93,6 +95,7 @@ def make_root(root: Path, groups: int) -> int:
         buf = io.BytesIO()
         torch.save({"conv1.weight": torch.zeros(16, 3, 3, 3), "conv1.bias": torch.zeros(16)}, buf)
         atomic_write_bytes(level_dir(run_dir(root, rid), 0) / "state.pt", buf.getvalue())
+        (run_dir(root, rid) / "config.json").write_text(json.dumps({"run_id": rid}))  # finished runs have one
         (run_dir(root, rid) / "DONE").write_text("x")
         n += len(rows)
     return n

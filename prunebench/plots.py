@@ -786,8 +786,7 @@ def layer_sensitivity(sens: pd.DataFrame, ax: Axes | None = None, metric: str = 
 # ---- output -------------------------------------------------------------------------------
 
 
-#: Formats :func:`save_figure` writes.
-FIGURE_FORMATS = ("png", "pdf", "svg")
+from prunebench.formats import FIGURE_FORMATS  # noqa: E402  (the formats save_figure writes)
 
 
 def save_figure(fig_or_ax: Figure | Axes, path_without_suffix: str | os.PathLike[str],

@@ -381,6 +381,7 @@ def format_intervals(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+from prunebench.formats import check_formats  # noqa: E402,F401  (re-exported: prunebench.report.check_formats)
 from prunebench.artifact import write_report_files  # noqa: E402  (exports table and deploy figure)
 
 
@@ -698,17 +699,6 @@ def build_report(root: str | os.PathLike[str], out: str | os.PathLike[str] | Non
     if result.lost:
         result.message += f"; {len(result.lost)} finished run(s) with lost results not used"
     return result
-
-
-def check_formats(formats: Sequence[str] | str) -> tuple[str, ...]:
-    """The figure formats as a tuple, PNG first; ConfigError naming the bad one."""
-    from prunebench.plots import FIGURE_FORMATS
-
-    items = [formats] if isinstance(formats, str) else list(formats)
-    bad = [f for f in items if f not in FIGURE_FORMATS]
-    if bad or not items:
-        raise ConfigError(f"report_formats={items!r}: each must be one of {', '.join(FIGURE_FORMATS)}")
-    return tuple(dict.fromkeys(items))
 
 
 def disk_table(root: Path, run_ids: Sequence[str]) -> pd.DataFrame:

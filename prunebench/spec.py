@@ -847,7 +847,7 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     if report is not None:
         parse_bool(report, "report")
     if cfg.get("report_formats") is not None:
-        from prunebench.report import check_formats
+        from prunebench.formats import check_formats  # a leaf module: no matplotlib or pandas
 
         check_formats(cfg["report_formats"])
     return RunSpec(
