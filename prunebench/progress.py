@@ -44,7 +44,22 @@ def format_seconds(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-class Progress:
+class _LiveDisplay:
+    """What both displays share: a rich ``Live`` (or None when not on a terminal) to refresh and stop."""
+
+    _live: Any = None
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+class Progress(_LiveDisplay):
     """Progress of a job made of runs × levels × epochs × steps (see the module docstring).
 
     ``console``: a ``rich.console.Console`` (default: one on stderr); ``live`` forces the
@@ -157,15 +172,6 @@ class Progress:
                                markup=False, highlight=False, soft_wrap=True)
             self._last_line = self.clock()
 
-    def refresh(self) -> None:
-        if self._live is not None:
-            self._live.refresh()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
     def __enter__(self) -> Progress:
         return self
 
@@ -271,7 +277,7 @@ class ProgressCallback(pl.Callback):
         self.progress.end_fit()
 
 
-class PoolProgress:
+class PoolProgress(_LiveDisplay):
     """Progress of a batch whose runs train at once in worker processes: one line per active run.
 
     ``update(key, method, args)`` replays a worker's :class:`Progress` call (sent by
@@ -332,14 +338,6 @@ class PoolProgress:
                 f"elapsed {format_seconds(self.clock() - self._t0)}")
         return [head, *(p.line() for p in self.active.values())]
 
-    def refresh(self) -> None:
-        if self._live is not None:
-            self._live.refresh()
-
-    def close(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
 
     def __rich__(self) -> Any:
         from rich.text import Text
