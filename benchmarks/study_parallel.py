@@ -15,7 +15,6 @@ Target (issue 23): ratio <= 0.6 on a 2-core machine, same_files True.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -25,25 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-TIMING = {"train_seconds", "finished_at", "latency_ms", "latency_ms_dense", "speedup_measured", "latency_ms_large",
-          "speedup_measured_large"}
+from prunebench.results.store import result_digests
+
 STUDIES = {
     "quickstart": ["experiment=quickstart"],
     "lottery_lenet_mnist": ["experiment=lottery_lenet_mnist"],
     "lottery_mnist1d_paper": ["experiment=lottery_mnist1d_paper"],
 }
-
-
-def digests(root: Path) -> dict[str, str]:
-    out = {}
-    for f in sorted(root.glob("runs/*/levels/*/*")) + sorted(root.glob("cache/dense/*/*.pt")):
-        if f.name != "epochs.csv":  # per-epoch wall times
-            out[str(f.relative_to(root))] = hashlib.md5(f.read_bytes()).hexdigest()
-    for f in sorted(root.glob("runs/*/rows.csv")):
-        df = pd.read_csv(f)
-        df = df[[c for c in df.columns if c not in TIMING]]
-        out[str(f.relative_to(root))] = hashlib.md5(df.to_csv(index=False).encode()).hexdigest()
-    return out
 
 
 def launch(args: list[str], root: Path, data: Path, jobs: int) -> tuple[float, int, str]:
@@ -69,7 +56,7 @@ def main() -> None:
             for rc, err in ((rc1, err1), (rc2, err2)):
                 if rc:
                     print(f"{name}: exit {rc}\n{err}", file=sys.stderr)
-            a, b = digests(Path(tmp) / "jobs1"), digests(Path(tmp) / "jobs2")
+            a, b = result_digests(Path(tmp) / "jobs1"), result_digests(Path(tmp) / "jobs2")
             rows.append({"study": name, "runs": sum(k.endswith("rows.csv") for k in a), "jobs1_s": seq,
                          "jobs2_s": par, "ratio": par / seq, "same_files": bool(a) and a == b,
                          "files": len(a), "rc": f"{rc1}/{rc2}"})

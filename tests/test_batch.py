@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -20,6 +19,8 @@ from prunebench.errors import ConfigError
 HERE = Path(__file__).parent
 FAILING = HERE / "helpers" / "failing_net.py"
 #: Columns that measure time, not results (they differ between any two launches).
+from prunebench.results.store import result_digests
+
 TIMING = {"train_seconds", "finished_at", "latency_ms", "latency_ms_dense", "speedup_measured"}
 SMALL = ["data=synthetic", "data.input_shape=[16]", "data.n_train=256", "data.n_test=64", "data.val_size=64",
          "data.batch_size=32", "model.widths=[16]", "train.epochs=2", "retrain.epochs=1", "metrics.latency=false",
@@ -67,18 +68,7 @@ def test_plan_trains_shared_dense_models_first_and_tickets_before_their_controls
 
 
 def file_digests(root: Path) -> dict[str, str]:
-    """md5 of every level file, and of rows.csv without the timing columns."""
-    out = {}
-    for f in sorted(root.glob("runs/*/levels/*/*")):
-        if f.name != "epochs.csv":  # per-epoch wall times
-            out[str(f.relative_to(root))] = hashlib.md5(f.read_bytes()).hexdigest()
-    for f in sorted(root.glob("runs/*/rows.csv")):
-        df = pd.read_csv(f)
-        df = df[[c for c in df.columns if c not in TIMING]]
-        out[str(f.relative_to(root))] = hashlib.md5(df.to_csv(index=False).encode()).hexdigest()
-    for f in sorted(root.glob("cache/dense/*/*.pt")):
-        out[str(f.relative_to(root))] = hashlib.md5(f.read_bytes()).hexdigest()
-    return out
+    return result_digests(root)
 
 
 def study_conf(tmp_path: Path, variants: dict[str, list[str]], seeds: list[int]) -> Path:

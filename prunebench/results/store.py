@@ -397,3 +397,26 @@ def load_failure(path: str | os.PathLike[str], exc: BaseException) -> str:
     if "weights_only" in first:
         first = ""
     return f"it cannot be read ({type(exc).__name__}{': ' + first[:200] if first else ''})"
+
+
+#: Columns that hold wall times (they differ between two launches of the same runs).
+TIMING_COLUMNS = frozenset({"train_seconds", "finished_at", "latency_ms", "latency_ms_dense", "speedup_measured",
+                            "latency_ms_large", "speedup_measured_large"})
+
+
+def result_digests(root: str | os.PathLike[str]) -> dict[str, str]:
+    """md5 of every level file and dense checkpoint under ``root``, and of each rows.csv without
+    its timing columns: equal digests mean two launches produced the same results (the parallel
+    study's contract with a sequential one)."""
+    import hashlib
+
+    root = Path(root)
+    out = {}
+    for f in sorted(root.glob("runs/*/levels/*/*")) + sorted(root.glob("cache/dense/*/*.pt")):
+        if f.name != "epochs.csv":  # per-epoch wall times
+            out[str(f.relative_to(root))] = hashlib.md5(f.read_bytes()).hexdigest()
+    for f in sorted(root.glob("runs/*/rows.csv")):
+        df = pd.read_csv(f)
+        df = df[[c for c in df.columns if c not in TIMING_COLUMNS]]
+        out[str(f.relative_to(root))] = hashlib.md5(df.to_csv(index=False).encode()).hexdigest()
+    return out
