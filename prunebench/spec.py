@@ -214,6 +214,7 @@ class RetrainSpec:
     epochs: int = 0
     scheduler: CallSpec | None = None
     options: Options = field(default_factory=lambda: catalog.FinetuneOptions())
+    max_steps: int | None = None  # stop each level's retraining after this many optimizer steps
 
     @property
     def lr(self) -> float | None:
@@ -232,6 +233,8 @@ class RetrainSpec:
         out: dict[str, Any] = {"name": self.name, "epochs": self.epochs}
         if self.scheduler is not None:
             out["scheduler"] = self.scheduler.identity()
+        if self.max_steps is not None:  # only when set: earlier run ids stay as they were
+            out["max_steps"] = self.max_steps
         return out | self.options.identity()
 
 
@@ -667,7 +670,7 @@ def parse_schedule(s: Mapping[str, Any]) -> ScheduleSpec:
 def parse_retrain(r: Mapping[str, Any]) -> RetrainSpec:
     name = catalog.RETRAIN_MODES.check(r.get("name"))
     cls = catalog.RETRAIN_MODES.options(name)
-    common = ["name", "epochs"] + (["scheduler"] if name not in catalog.DENSE_SCHEDULE_MODES else [])
+    common = ["name", "epochs", "max_steps"] + (["scheduler"] if name not in catalog.DENSE_SCHEDULE_MODES else [])
     valid = common + cls.keys()
     for k, v in r.items():
         if k not in valid:
@@ -679,12 +682,16 @@ def parse_retrain(r: Mapping[str, Any]) -> RetrainSpec:
                                   f"remove it, or use retrain=finetune")
             raise unknown_key("retrain", k, sorted(valid), f"retrain={name!r}")
     epochs = _int(r, "epochs", "retrain", low=0, default=0)
+    max_steps = _int(r, "max_steps", "retrain", low=1, default=None)
     if name == "none":
-        for k in ("epochs", "scheduler"):
+        for k in ("epochs", "scheduler", "max_steps"):
             if r.get(k):  # as retrain.lr with rewinding: an option the mode ignores is an error, not a no-op
                 raise ConfigError(f"retrain.{k}={r[k]!r} has no effect with retrain='none', which does not retrain; "
                                   f"remove it (retrain.{k}={0 if k == 'epochs' else 'null'}), or use retrain=finetune")
-    return RetrainSpec(name=name, epochs=epochs,
+    elif max_steps is not None and epochs == 0:
+        raise ConfigError(f"retrain.max_steps={max_steps!r} caps retraining that retrain.epochs=0 turns off; "
+                          f"set retrain.epochs >= 1 (max_steps then ends it early) or remove retrain.max_steps")
+    return RetrainSpec(name=name, epochs=epochs, max_steps=max_steps,
                        scheduler=CallSpec.parse(r.get("scheduler"), "retrain.scheduler"),
                        options=_options(cls, r, "retrain", f"retrain={name!r}"))
 
@@ -775,11 +782,12 @@ def check_study_seeds(seeds: Any, key: str = "study.seeds") -> list[int]:
     return out
 
 
-def check_data_ranges(kwargs: Mapping[str, Any], val_split: bool = True) -> None:
+def check_data_ranges(kwargs: Mapping[str, Any], val_split: bool = True, select: Any = "best") -> None:
     """Sizes of the data node that need no data to check: batch sizes >= 1, a validation split
     (selection and every level's val_acc need one) where validation is carved off the training
     data (``val_split``; not for a data set with validation data of its own, whose packaged
-    ``val_size`` is 0)."""
+    ``val_size`` is 0). ``val_size=0`` is allowed with ``train.select=last`` (``select``), which
+    selects nothing: every training example trains, as in a paper that holds none out."""
     for k in ("batch_size", "eval_batch_size"):
         if kwargs.get(k) is not None:
             value = parse_int(kwargs[k], f"data.{k}")
@@ -788,10 +796,11 @@ def check_data_ranges(kwargs: Mapping[str, Any], val_split: bool = True) -> None
     if "val_size" in kwargs and val_split:
         value = kwargs["val_size"]
         num = parse_float(value, "data.val_size") if value is not None else 0.0
-        if num <= 0:
-            raise ConfigError(f"data.val_size={value!r}: the validation split cannot be empty; selection "
-                              f"(train.select, early stopping, sweep objectives) and every level's val_acc use it. "
-                              f"Give a count (e.g. 5000) or a fraction in (0, 1)")
+        if num < 0 or (num == 0 and select != "last"):
+            raise ConfigError(f"data.val_size={value!r}: the validation split cannot be empty with "
+                              f"train.select={select!r}; selection (train.select, early stopping, sweep objectives) "
+                              f"and every level's val_acc use it. Give a count (e.g. 5000) or a fraction in (0, 1), "
+                              f"or data.val_size=0 with train.select=last (no selection; val_acc is then NaN)")
 
 
 def check_model_ranges(kwargs: Mapping[str, Any]) -> None:
@@ -825,7 +834,8 @@ def from_config(cfg: Mapping[str, Any]) -> RunSpec:
     seed = check_seed(cfg.get("seed"), "seed")
 
     data = parse_named(_node(cfg, "data"), "data")
-    check_data_ranges(data.kwargs, val_split=_factory_defaults("data", data.name).get("val_size") != 0)
+    select = (cfg.get("train") or {}).get("select", "best")  # train is parsed below; val_size=0 needs select=last
+    check_data_ranges(data.kwargs, val_split=_factory_defaults("data", data.name).get("val_size") != 0, select=select)
     model = parse_named(_node(cfg, "model"), "model")
     check_model_ranges(model.kwargs)
 

@@ -260,6 +260,27 @@ def test_training_loader_uses_seed_and_drop_last() -> None:
     assert order_a != order_b
 
 
+def test_shuffle_false_serves_the_split_in_order_every_epoch() -> None:
+    dm = synthetic(seed=3, shuffle=False, batch_size=10)
+    loader = dm.train_dataloader()
+    first = torch.cat([x for x, _ in loader])
+    assert torch.equal(first, dm.x_train)  # the split's own order, batch after batch
+    assert torch.equal(torch.cat([x for x, _ in loader]), first)  # and again the next epoch
+    assert [len(y) for _, y in loader] == [10, 10, 10, 10, 8]
+    shuffled = torch.cat([x for x, _ in synthetic(seed=3, batch_size=10).train_dataloader()])
+    assert not torch.equal(shuffled, first)  # the default reshuffles
+    assert sorted(map(tuple, shuffled.tolist())) == sorted(map(tuple, first.tolist()))
+    with pytest.raises(ConfigError, match=r"data.shuffle='no' must be true or false"):
+        synthetic(shuffle="no")
+
+
+def test_val_size_zero_trains_on_the_whole_training_set() -> None:
+    dm = synthetic(val_size=0)
+    assert dm.sizes == {"train": 64, "val": 0, "test": 16}
+    assert torch.equal(dm.train_indices, torch.arange(64))  # in the file's order
+    assert len(dm.val_dataloader()) == 0 and list(dm.val_dataloader()) == []
+
+
 # ---- splits and calibration batches -----------------------------------------------------------
 
 

@@ -35,7 +35,16 @@ PARSE_ERRORS = {
     "retrain_none_scheduler": (["retrain=none", "retrain.epochs=0",
                                 "+retrain.scheduler={_target_: torch.optim.lr_scheduler.StepLR, step_size: 1}"],
                                r"retrain.scheduler=.* has no effect with retrain='none'"),
-    "val_size_0": (["data.val_size=0"], r"data.val_size=0: the validation split cannot be empty"),
+    "val_size_0": (["data.val_size=0"], r"data.val_size=0: the validation split cannot be empty with "
+                                        r"train.select='best'; .* or data.val_size=0 with train.select=last"),
+    "val_size_0_best_loss": (["data.val_size=0", "train.select=best_loss"],
+                             r"data.val_size=0: the validation split cannot be empty with train.select='best_loss'"),
+    "val_size_negative": (["data.val_size=-5", "train.select=last"], r"data.val_size=-5: the validation split"),
+    "retrain_max_steps_0": (["retrain.max_steps=0"], r"retrain.max_steps=0 is out of range; expected an integer >= 1"),
+    "retrain_max_steps_no_epochs": (["retrain.epochs=0", "retrain.max_steps=10"],
+                                    r"retrain.max_steps=10 caps retraining that retrain.epochs=0 turns off"),
+    "retrain_none_max_steps": (["retrain=none", "retrain.epochs=0", "+retrain.max_steps=10"],
+                               r"retrain.max_steps=10 has no effect with retrain='none'"),
     "batch_size_0": (["data.batch_size=0"], r"data.batch_size=0 is out of range; expected an integer >= 1"),
     "eval_batch_0": (["data.eval_batch_size=-3"], r"data.eval_batch_size=-3 is out of range"),
     "widths_empty": (["model.widths=[]"], r"model.widths=\[\] must be a non-empty list of layer widths"),
@@ -62,6 +71,16 @@ def test_values_at_the_edges_pass(compose) -> None:  # type: ignore[no-untyped-d
     assert _spec(compose, "train.optimizer.weight_decay=0").train.optimizer.kwargs["weight_decay"] == 0
     lm = from_config(compose(["data=shakespeare", "model=gpt_tiny"]))  # its own validation plays: val_size 0
     assert lm.data.kwargs["val_size"] == 0
+    assert _spec(compose, "data.val_size=0", "train.select=last").data.kwargs["val_size"] == 0
+
+
+def test_retrain_max_steps_enters_the_identity_only_when_set(compose) -> None:  # type: ignore[no-untyped-def]
+    plain, capped = _spec(compose), _spec(compose, "retrain.max_steps=7")
+    assert plain.retrain.max_steps is None and capped.retrain.max_steps == 7
+    assert "max_steps" not in plain.retrain.identity() and capped.retrain.identity()["max_steps"] == 7
+    assert capped.run_id != plain.run_id and capped.dense_id == plain.dense_id  # the dense model is shared
+    assert _spec(compose, "data.shuffle=true").run_id == plain.run_id  # the default is not an identity key
+    assert _spec(compose, "data.shuffle=false").run_id != plain.run_id
 
 
 def test_study_seeds_must_not_be_empty(compose, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
@@ -154,3 +173,23 @@ def test_logger_save_dir_on_a_file_is_refused(compose, tmp_path: Path) -> None: 
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match=r"logger.save_dir='.*f' is a file, not a folder"):
         _spec(compose, "logger=csv", f"logger.save_dir={tmp_path / 'f'}")
+
+
+@pytest.mark.integration
+def test_a_run_without_validation_split(compose, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """data.val_size=0 with train.select=last trains on every training example and reports
+    val_acc as NaN (not a divergence); retrain.max_steps ends each level's retraining."""
+    import math
+
+    from prunebench.engine.loop import run
+
+    spec = _spec(compose, "data.val_size=0", "train.select=last", "data.shuffle=false", "schedule=iterative",
+                 "schedule.iterations=2", "schedule.target_sparsity=0.5", "retrain.epochs=3", "retrain.max_steps=1",
+                 root=tmp_path)
+    out = run(spec)
+    rows = out.rows.set_index("level")
+    assert out.status == "ok" and list(rows.index) == [0, 1, 2]
+    assert all(math.isnan(v) for v in rows["val_acc"]) and rows["test_acc"].notna().all()
+    # 64 training examples in batches of 32: 2 steps per epoch, 3 epochs; max_steps=1 stops in epoch 1
+    assert list(rows.loc[[1, 2], "epochs_finetune"]) == [1, 1]
+    assert rows.loc[2, "sparsity"] == pytest.approx(0.5, abs=0.01)

@@ -52,7 +52,7 @@ def test_default_config_is_valid(compose) -> None:
         (["+pruning.prune_ouput=false"], "pruning.prune_ouput is not an option of pruning.method='magnitude'"),
         (["pruning=synflow", "+pruning.round=5"], "pruning.round is not an option .*valid: .*rounds"),
         (["retrain=weight_rewind", "+retrain.rewind_stpe=5"], "retrain.rewind_stpe is not an option of "
-                                                              "retrain='weight_rewind'; valid: epochs, name, rewind_step"),
+                                                              "retrain='weight_rewind'; valid: epochs, max_steps, name, rewind_step"),
         (["+trainer.precison=bf16-mixed"], "trainer.precison is not an option; valid: .*precision"),
         (["+metrics.latency_repeat=3"], "metrics.latency_repeat is not an option; valid: .*latency_repeats"),
         (["+paths.rot=x"], "paths.rot is not an option; valid: data_dir, root"),

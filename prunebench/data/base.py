@@ -310,7 +310,9 @@ class TensorDataModule(pl.LightningDataModule):
       batch size of val / test loaders; ``val_size``: int count or float fraction of the
       training set used for validation; ``split_seed``: seeds that split; ``download``:
       fetch missing files (where the data set can); ``drop_last``: drop the last partial
-      training batch. ``seed`` seeds training shuffles and calibration batches.
+      training batch; ``shuffle``: reshuffle the training batches every epoch (false: the
+      training split's own order every epoch, as a notebook that slices its arrays).
+      ``seed`` seeds training shuffles and calibration batches.
     """
 
     #: Registry name, set by each subclass.
@@ -337,6 +339,7 @@ class TensorDataModule(pl.LightningDataModule):
         drop_last: bool = False,
         normalize: str | Mapping[str, Any] = "train",
         augment: bool = False,
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         self.seed = check_int("seed", seed, low=0)
@@ -347,6 +350,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.split_seed = check_int("split_seed", split_seed, low=0)
         self.download = check_bool("download", download)
         self.drop_last = check_bool("drop_last", drop_last)
+        self.shuffle = check_bool("shuffle", shuffle)
         self.normalize = check_normalize(normalize)
         self.augment = check_bool("augment", augment)
         if self.channels_known is not None:
@@ -498,9 +502,10 @@ class TensorDataModule(pl.LightningDataModule):
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
     def train_dataloader(self) -> TensorLoader:
-        """Shuffled training batches (``batch_size``), reshuffled every epoch from ``seed``."""
+        """Training batches (``batch_size``), reshuffled every epoch from ``seed`` (``shuffle``;
+        otherwise in the training split's order every epoch)."""
         self._require_setup()
-        return TensorLoader(self.x_train, self.y_train, self.batch_size, shuffle=True,
+        return TensorLoader(self.x_train, self.y_train, self.batch_size, shuffle=self.shuffle,
                             drop_last=self.drop_last, seed=self.seed, transform=self.train_transform())
 
     def val_dataloader(self) -> TensorLoader:

@@ -89,10 +89,11 @@ class CIFAR10(TensorDataModule):
         augment: bool = False,
         checksum: bool = True,
         normalize: str | Mapping[str, Any] = "train",
+        shuffle: bool = True,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment)
+                         normalize=normalize, augment=augment, shuffle=shuffle)
         self.checksum = check_bool("checksum", checksum)
 
     @property

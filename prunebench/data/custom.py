@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
-from prunebench.data.base import Batch, TensorDataModule, check_int, check_val_size, mix_seed
+from prunebench.data.base import Batch, TensorDataModule, check_bool, check_int, check_val_size, mix_seed
 from prunebench.errors import ConfigError
 from prunebench.imports import call_with_accepted, load_callable
 
@@ -74,7 +74,7 @@ class LoaderDataModule:
     def __init__(self, user: Any, *, target: str, seed: int = 0, batch_size: int | None = None,
                  eval_batch_size: int | None = None, val_size: int | float = 0.1, test_size: int | float = 0.1,
                  split_seed: int = 0, num_classes: int | None = None, num_workers: int = 0, drop_last: bool = False,
-                 check_batches: int = 2, key: str = KEY, name: str = "custom") -> None:
+                 check_batches: int = 2, key: str = KEY, name: str = "custom", shuffle: bool = True) -> None:
         self.user, self.target, self.key, self.name = user, target, key, name
         self.seed = check_int("seed", seed, low=0)
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, low=1)
@@ -85,6 +85,7 @@ class LoaderDataModule:
         self._num_classes = None if num_classes is None else check_int("num_classes", num_classes, low=2)
         self.num_workers = check_int("num_workers", num_workers, low=0)
         self.drop_last = bool(drop_last)
+        self.shuffle = check_bool("shuffle", shuffle)
         self.check_batches = check_int("check_batches", check_batches, low=1)
         self.device = torch.device("cpu")
         self._ready = False
@@ -232,14 +233,14 @@ class LoaderDataModule:
         self.device = torch.device(device)
         return self
 
-    def _loader(self, ds: Dataset[Any], bs: int, shuffle: bool = False) -> DeviceLoader:
+    def _loader(self, ds: Dataset[Any], bs: int, train: bool = False) -> DeviceLoader:
         self._require_setup()
-        return DeviceLoader(ds, bs, shuffle=shuffle, seed=self.seed, drop_last=self.drop_last and shuffle,
+        return DeviceLoader(ds, bs, shuffle=train and self.shuffle, seed=self.seed, drop_last=self.drop_last and train,
                             collate_fn=self.collate_fn, num_workers=self.num_workers, device=self.device)
 
     def train_dataloader(self) -> DeviceLoader:
         assert self.batch_size is not None
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.batch_size, train=True)
 
     def val_dataloader(self) -> DeviceLoader:
         assert self.eval_batch_size is not None
@@ -287,7 +288,7 @@ def custom_datamodule(*, seed: int = 0, root: str | os.PathLike[str] | None = No
                       batch_size: int | None = None, eval_batch_size: int | None = None,
                       val_size: int | float = 0.1, test_size: int | float = 0.1, split_seed: int = 0,
                       num_classes: int | None = None, num_workers: int = 0, drop_last: bool = False,
-                      check_batches: int = 2, **kwargs: Any) -> Any:
+                      check_batches: int = 2, shuffle: bool = True, **kwargs: Any) -> Any:
     """The data module ``target(**kwargs)`` returns, adapted when it is not a TensorDataModule.
 
     ``kwargs`` (other ``data.*`` keys) go to the factory; ``seed`` and ``root`` too when it
@@ -309,7 +310,7 @@ def custom_datamodule(*, seed: int = 0, root: str | os.PathLike[str] | None = No
     assert target is not None
     return LoaderDataModule(dm, target=target, seed=seed, batch_size=batch_size, eval_batch_size=eval_batch_size,
                             val_size=val_size, test_size=test_size, split_seed=split_seed, num_classes=num_classes,
-                            num_workers=num_workers, drop_last=drop_last, check_batches=check_batches)
+                            num_workers=num_workers, drop_last=drop_last, check_batches=check_batches, shuffle=shuffle)
 
 
 custom_datamodule.name = "custom"  # type: ignore[attr-defined]

@@ -81,13 +81,13 @@ class ImageFolder(TensorDataModule):
                  eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
                  normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
-                 augment: bool = False) -> None:
+                 augment: bool = False, shuffle: bool = True) -> None:
         if root is None or not str(root):
             raise ConfigError(f"data.root={root!r}: set data.root=<folder> holding train/val/test class folders "
                               f"or class folders directly")
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment)
+                         normalize=normalize, augment=augment, shuffle=shuffle)
         self.image_size = check_image_size(image_size)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ConfigError(f"data.channels={channels!r} must be 1 (grey) or 3 (RGB)")
@@ -290,14 +290,14 @@ def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, b
                  eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
                  drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
                  normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
-                 lazy: bool | None = None, num_workers: int = 0, augment: bool = False) -> Any:
+                 lazy: bool | None = None, num_workers: int = 0, augment: bool = False, shuffle: bool = True) -> Any:
     """``data=imagefolder``: in memory (:class:`ImageFolder`) when the decoded tree fits in
     ``max_memory_mb`` (or ``lazy=false``), else streamed from disk per batch (``lazy=true``,
     or automatically when too large) with ``num_workers`` loader processes."""
     folder = ImageFolder(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
                          image_size=image_size, channels=channels, normalize=normalize, test_size=test_size,
-                         max_memory_mb=max_memory_mb, augment=augment)
+                         max_memory_mb=max_memory_mb, augment=augment, shuffle=shuffle)
     if lazy is not None and not isinstance(lazy, bool):
         raise ConfigError(f"data.lazy={lazy!r} must be null (automatic), true or false")
     if lazy is False or (lazy is None and (not folder.root.is_dir() or _estimate_mb(folder) <= max_memory_mb)):
@@ -311,7 +311,7 @@ def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, b
     return LoaderDataModule(LazyImageFolder(folder, num_workers), target=str(folder.root), seed=seed,
                             batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
                             test_size=test_size, split_seed=split_seed, num_workers=num_workers, drop_last=drop_last,
-                            key="data.root", name="imagefolder")
+                            key="data.root", name="imagefolder", shuffle=shuffle)
 
 
 image_folder.name = "imagefolder"  # type: ignore[attr-defined]

@@ -123,10 +123,11 @@ class MNIST1D(TensorDataModule):
         drop_last: bool = False,
         num_samples: int = 5000,
         normalize: str | Mapping[str, Any] = "train",
+        shuffle: bool = True,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize)
+                         normalize=normalize, shuffle=shuffle)
         # mnist1d draws num_samples // 10 per class; fewer than 10 per class leaves no test set.
         self.num_samples = check_int("num_samples", num_samples, low=100)
 

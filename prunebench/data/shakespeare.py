@@ -199,9 +199,10 @@ class Shakespeare(TensorDataModule):
         max_train_blocks: int | None = None,
         max_eval_blocks: int | None = None,
         eval_texts: dict[str, str] | None = None,
+        shuffle: bool = True,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last)
+                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last, shuffle=shuffle)
         self.block_size = check_int("block_size", block_size, low=2)
         if tokenizer not in TOKENIZERS:
             raise ConfigError(f"data.tokenizer={tokenizer!r} is not a known tokenizer; valid: {', '.join(TOKENIZERS)}")

@@ -107,10 +107,11 @@ class Synthetic(TensorDataModule):
         teacher_seed: int = 0,
         normalize: str | Mapping[str, Any] = "train",
         augment: bool = False,
+        shuffle: bool = True,
     ) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment)
+                         normalize=normalize, augment=augment, shuffle=shuffle)
         if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_shape
         ):

@@ -48,10 +48,10 @@ class TorchvisionData(TensorDataModule):
                  drop_last: bool = False, dataset: str | None = None, image_size: int | Sequence[int] | None = None,
                  channels: int | None = None, test_size: float = 0.2,
                  kwargs: Mapping[str, Any] | None = None, normalize: str | Mapping[str, Any] = "train",
-                 augment: bool = False) -> None:
+                 augment: bool = False, shuffle: bool = True) -> None:
         super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment)
+                         normalize=normalize, augment=augment, shuffle=shuffle)
         self.cls = dataset_class(dataset)
         self.dataset = str(dataset)
         self.image_size = check_image_size(image_size)

@@ -122,12 +122,17 @@ def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epoch
         from prunebench.progress import ProgressCallback
 
         callbacks.append(ProgressCallback(progress))
+    val = datamodule.val_dataloader()
+    if not len(val):  # data.val_size=0 (train.select=last): nothing to validate on
+        val, extra["limit_val_batches"] = None, 0
     trainer = make_trainer(trainer_spec, epochs=epochs if epochs > 0 else 1, max_steps=max_steps,
                            callbacks=callbacks, **extra)
     module.fused_optimizer = trainer_spec.fused_optimizer
     train = datamodule.train_dataloader()
     if trainer_spec.steps_per_call > 1:
         train = GroupedLoader(train, trainer_spec.steps_per_call)
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=datamodule.val_dataloader())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Skipping val loop.*")  # data.val_size=0: none by design
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     module.net.to(device_of(trainer_spec))
     return FitResult(trainer.current_epoch, time.perf_counter() - start, module.best_val_acc, module.history)

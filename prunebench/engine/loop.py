@@ -117,7 +117,7 @@ class Run:
         if spec.train.max_steps:
             dense_steps = min(spec.train.max_steps, spec.train.epochs * steps_per_epoch)
         self.mode.validate(spec, dense_steps)
-        self.structure.check_training(self.mode.epochs(spec) * steps_per_epoch)
+        self.structure.check_training(self._retrain_steps())
         if spec.schedule.name == "gradual":
             from prunebench.pruning.criteria import get_criterion
 
@@ -151,12 +151,18 @@ class Run:
         finally:
             self.dm.batch_size = old
 
+    def _retrain_steps(self) -> int:
+        """Optimizer steps of one level's retraining: retrain.epochs of retrain.batch_size
+        batches, capped by retrain.max_steps."""
+        with self._retrain_batches():
+            steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
+        cap = self.spec.retrain.max_steps
+        return min(steps, cap) if cap else steps
+
     def _gradual_plan(self) -> Any:
         from prunebench.engine.gradual import make_plan
 
-        with self._retrain_batches():
-            steps = self.mode.epochs(self.spec) * len(self.dm.train_dataloader())
-        return make_plan(self.spec.schedule, steps)
+        return make_plan(self.spec.schedule, self._retrain_steps())
 
     def build_net(self) -> nn.Module:
         """The model at initialisation: drawn on the (seed, "init") stream, the caller's RNG untouched."""
@@ -295,7 +301,7 @@ class Run:
                 with seeding.scoped(spec.seed, "train", k), self._retrain_batches():
                     callbacks = ([gradual] if gradual else []) + self.structure.training_callbacks(k)
                     result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec),
-                                 callbacks=callbacks or None, loggers=loggers, progress=self.progress)
+                                 max_steps=spec.retrain.max_steps, callbacks=callbacks or None, loggers=loggers, progress=self.progress)
             except BaseException:
                 from prunebench.loggers import finish
 
@@ -310,7 +316,8 @@ class Run:
                 mask = module.mask
             val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
             test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
-            if not math.isfinite(test_loss) or not math.isfinite(val_loss):
+            # An empty validation split (data.val_size=0, train.select=last) has a NaN val_loss.
+            if not math.isfinite(test_loss) or (not math.isfinite(val_loss) and self.dm.sizes["val"] > 0):
                 raise DivergedError(f"level {k}: evaluation loss is {test_loss}")
             row = self._base_row(k, target) | self._cost_row(net, mask, example) | {
                 "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
