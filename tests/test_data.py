@@ -281,6 +281,29 @@ def test_val_size_zero_trains_on_the_whole_training_set() -> None:
     assert len(dm.val_dataloader()) == 0 and list(dm.val_dataloader()) == []
 
 
+def test_data_sets_share_one_options_object() -> None:
+    import inspect
+
+    from prunebench.data import MNIST1D, Synthetic
+    from prunebench.data.base import DataOptions
+
+    sig = inspect.signature(MNIST1D).parameters  # the common options with MNIST-1D's defaults, and its own
+    assert (sig["batch_size"].default, sig["val_size"].default, sig["shuffle"].default) == (100, 500, True)
+    assert sig["num_samples"].default == 5000 and "augment" not in sig and "options" not in sig
+    assert inspect.signature(DATASETS.get("imagefolder")).parameters["root"].default is None
+    opts = DataOptions.parse({"batch_size": 7, "shuffle": False}, defaults={"val_size": 16})
+    dm = Synthetic(options=opts, input_shape=[8], n_train=64, n_test=16)
+    assert dm.options is opts and (dm.batch_size, dm.shuffle, dm.val_size, dm.eval_batch_size) == (7, False, 16, 1000)
+    with pytest.raises(ConfigError, match=r"data.augment is not an option of data='mnist1d'; valid: batch_size, "
+                                          r"download, drop_last, eval_batch_size, normalize, root, shuffle, "
+                                          r"split_seed, val_size"):
+        MNIST1D(augment=True)
+    with pytest.raises(ConfigError, match=r"data.batch_size=0 is out of range; expected an integer >= 1"):
+        DataOptions.parse({"batch_size": 0})
+    with pytest.raises(TypeError, match=r"either as options= or as keywords, not both: \['batch_size'\]"):
+        Synthetic(options=opts, batch_size=3)
+
+
 # ---- splits and calibration batches -----------------------------------------------------------
 
 

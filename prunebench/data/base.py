@@ -9,10 +9,13 @@ per-sample ``__getitem__``, no collate, no worker processes. A plain ``DataLoade
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +26,7 @@ from torch import Tensor, nn
 
 from prunebench.options import parse_bool, parse_int
 from prunebench.seeding import mix_seed
-from prunebench.errors import ConfigError
+from prunebench.errors import ConfigError, DataNotFoundError
 
 Batch = tuple[Tensor, Tensor]
 #: ``transform(x_batch, generator) -> x_batch``, applied to training batches only.
@@ -294,6 +297,72 @@ def describe_preprocessing(pre: Mapping[str, Any]) -> str:
 # ---- the base data module ----------------------------------------------------------------
 
 
+#: The keywords every built-in data set shares, in their order in the config files.
+COMMON_OPTIONS = ("root", "batch_size", "eval_batch_size", "val_size", "split_seed", "download", "drop_last",
+                  "shuffle", "normalize", "augment")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The common options of a data set (``data.<key>``), each checked once.
+
+    ``root``: data folder; ``batch_size``: training batch size; ``eval_batch_size``: batch
+    size of val / test loaders; ``val_size``: int count or float fraction of the training set
+    used for validation; ``split_seed``: seeds that split; ``download``: fetch missing files
+    (where the data set can); ``drop_last``: drop the last partial training batch;
+    ``shuffle``: reshuffle the training batches every epoch (false: the training split's own
+    order every epoch, as a notebook that slices its arrays); ``normalize``: see
+    :func:`check_normalize`; ``augment``: random crop and flip of training images.
+    """
+
+    root: Path = Path("data")
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    val_size: int | float = 5000
+    split_seed: int = 0
+    download: bool = False
+    drop_last: bool = False
+    shuffle: bool = True
+    normalize: str | dict[str, list[float]] = "train"
+    augment: bool = False
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], *, defaults: Mapping[str, Any] | None = None,
+              taken: Sequence[str] = COMMON_OPTIONS, where: str = "data") -> DataOptions:
+        """Options from ``values`` over ``defaults`` (a data set's own); ConfigError naming
+        ``data.<key>`` for a bad value or a key the data set does not take."""
+        for key in values:
+            if key not in taken:
+                raise ConfigError(f"data.{key} is not an option of {where}; valid: {', '.join(sorted(taken))}")
+        v = {**(defaults or {}), **values}
+        base = cls()
+        return cls(root=check_root(v.get("root", "data")),
+                   batch_size=check_int("batch_size", v.get("batch_size", base.batch_size), low=1),
+                   eval_batch_size=check_int("eval_batch_size", v.get("eval_batch_size", base.eval_batch_size), low=1),
+                   val_size=check_val_size(v.get("val_size", base.val_size)),
+                   split_seed=check_int("split_seed", v.get("split_seed", base.split_seed), low=0),
+                   download=check_bool("download", v.get("download", base.download)),
+                   drop_last=check_bool("drop_last", v.get("drop_last", base.drop_last)),
+                   shuffle=check_bool("shuffle", v.get("shuffle", base.shuffle)),
+                   normalize=check_normalize(v.get("normalize", base.normalize)),
+                   augment=check_bool("augment", v.get("augment", base.augment)))
+
+
+def data_signature(cls: type) -> inspect.Signature:
+    """The keyword signature of a data set class: ``seed``, the common options it takes (with
+    its defaults) and its own keywords. Config validation, the packaged config files' test and
+    the run identity read the defaults from it, as from any factory's signature."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    base = DataOptions()
+    defaults = {f.name: getattr(base, f.name) for f in dataclasses.fields(DataOptions)} | {"root": "data"}
+    params = [inspect.Parameter("seed", kw, default=0)]
+    params += [inspect.Parameter(k, kw, default=cls.option_defaults.get(k, defaults[k]))  # type: ignore[attr-defined]
+               for k in cls.options_taken]  # type: ignore[attr-defined]
+    own = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
+    params += [p for p in own if p.kind is kw and p.name not in ("seed", "options")]
+    return inspect.Signature(params)
+
+
 class TensorDataModule(pl.LightningDataModule):
     """A LightningDataModule holding train / val / test splits as in-memory tensors.
 
@@ -303,16 +372,10 @@ class TensorDataModule(pl.LightningDataModule):
     the same validation set), standardises inputs with training-split statistics and
     serves batches through :class:`TensorLoader`.
 
-    Common keyword arguments (each validated; bad values raise ConfigError naming
-    ``data.<key>``):
-
-    - ``root``: data folder; ``batch_size``: training batch size; ``eval_batch_size``:
-      batch size of val / test loaders; ``val_size``: int count or float fraction of the
-      training set used for validation; ``split_seed``: seeds that split; ``download``:
-      fetch missing files (where the data set can); ``drop_last``: drop the last partial
-      training batch; ``shuffle``: reshuffle the training batches every epoch (false: the
-      training split's own order every epoch, as a notebook that slices its arrays).
-      ``seed`` seeds training shuffles and calibration batches.
+    The common options come as one :class:`DataOptions` (or as its keywords, checked with
+    the data set's ``option_defaults``); ``seed`` seeds training shuffles and calibration
+    batches. A subclass declares only its own keywords: its signature (``data_signature``)
+    lists the common ones with its defaults, so ``conf/data/<name>.yaml`` is checked against it.
     """
 
     #: Registry name, set by each subclass.
@@ -326,33 +389,30 @@ class TensorDataModule(pl.LightningDataModule):
     #: Class names in label order, when known (exports record them).
     class_names: list[str] | None = None
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        root: str | os.PathLike[str] | None = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_size: int | float = 5000,
-        split_seed: int = 0,
-        download: bool = False,
-        drop_last: bool = False,
-        normalize: str | Mapping[str, Any] = "train",
-        augment: bool = False,
-        shuffle: bool = True,
-    ) -> None:
+    #: This data set's defaults of the common options, where they differ from DataOptions'.
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: The common options this data set takes (``data.<key>`` of its config file).
+    options_taken: ClassVar[tuple[str, ...]] = COMMON_OPTIONS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = data_signature(cls)  # type: ignore[attr-defined]
+
+    def __init__(self, *, seed: int = 0, options: DataOptions | None = None, **common: Any) -> None:
+        """``options`` (one :class:`DataOptions`) or the common keywords themselves (checked
+        here, with this data set's defaults); a subclass takes its own keywords besides."""
         super().__init__()
+        if options is None:
+            options = DataOptions.parse(common, defaults=self.option_defaults, taken=self.options_taken,
+                                        where=f"data={self.name!r}")
+        elif common:
+            raise TypeError(f"give the common data options either as options= or as keywords, not both: {sorted(common)}")
+        self.options = options
         self.seed = check_int("seed", seed, low=0)
-        self.root = check_root(root)
-        self.batch_size = check_int("batch_size", batch_size, low=1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, low=1)
-        self.val_size = check_val_size(val_size)
-        self.split_seed = check_int("split_seed", split_seed, low=0)
-        self.download = check_bool("download", download)
-        self.drop_last = check_bool("drop_last", drop_last)
-        self.shuffle = check_bool("shuffle", shuffle)
-        self.normalize = check_normalize(normalize)
-        self.augment = check_bool("augment", augment)
+        self.root, self.batch_size, self.eval_batch_size = options.root, options.batch_size, options.eval_batch_size
+        self.val_size, self.split_seed, self.download = options.val_size, options.split_seed, options.download
+        self.drop_last, self.shuffle, self.normalize = options.drop_last, options.shuffle, options.normalize
+        self.augment = options.augment
         if self.channels_known is not None:
             check_normalize_channels(self.normalize, self.channels_known, f"data={self.name!r}")
         self.device = torch.device("cpu")
@@ -415,6 +475,15 @@ class TensorDataModule(pl.LightningDataModule):
         self.x_val, self.y_val = norm(x[self.val_indices]).to(dev), y[self.val_indices].to(dev)
         self.x_test, self.y_test = norm(x_test).to(dev), y_test.to(dev)
         self._ready = True
+
+    def require_files(self, missing: Sequence[str], label: str, folder: Path, layout: str) -> None:
+        """DataNotFoundError naming the ``missing`` files of ``label``, the ``folder`` they were
+        looked for in and how to get them (a ``data.root`` holding ``layout``, or a download)."""
+        if missing:
+            raise DataNotFoundError(
+                f"data={self.name!r}: {label} files not found under root {str(self.root)!r}: expected "
+                f"{', '.join(missing)} in {folder}. Set data.root=... to a folder holding {layout}, or pass "
+                f"data.download=true")
 
     def check_preprocessing(self, x_train: Tensor) -> None:
         """ConfigError (before any training) when data.normalize / data.augment do not fit

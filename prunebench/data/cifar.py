@@ -11,8 +11,6 @@ torchvision's ``CIFAR10(root, download=True)`` fetches them when missing and
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Mapping
 from typing import Any
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import torch
 from torch import Tensor
 
 from prunebench.data.base import TensorDataModule, check_bool, random_crop_flip  # noqa: F401  (re-exported)
-from prunebench.errors import CorruptFileError, DataNotFoundError
+from prunebench.errors import CorruptFileError
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -75,25 +73,8 @@ class CIFAR10(TensorDataModule):
     channels_known = 3
     class_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        root: str | os.PathLike[str] | None = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_size: int | float = 5000,
-        split_seed: int = 0,
-        download: bool = False,
-        drop_last: bool = False,
-        augment: bool = False,
-        checksum: bool = True,
-        normalize: str | Mapping[str, Any] = "train",
-        shuffle: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment, shuffle=shuffle)
+    def __init__(self, *, checksum: bool = True, **common: Any) -> None:
+        super().__init__(**common)
         self.checksum = check_bool("checksum", checksum)
 
     @property
@@ -110,13 +91,7 @@ class CIFAR10(TensorDataModule):
 
             for train in (True, False):
                 torchvision.datasets.CIFAR10(str(self.root), train=train, download=True)
-        missing = self.missing()
-        if missing:
-            raise DataNotFoundError(
-                f"data={self.name!r}: CIFAR-10 files not found under root {str(self.root)!r}: expected "
-                f"{', '.join(missing)} in {self.root / FOLDER}. Set data.root=... to a folder holding "
-                f"{FOLDER}/..., or pass data.download=true"
-            )
+        self.require_files(self.missing(), "CIFAR-10", self.root / FOLDER, f"{FOLDER}/...")
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         self.prepare_data()

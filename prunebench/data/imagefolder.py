@@ -10,7 +10,7 @@ disk per batch instead (torchvision's ImageFolder through :class:`LoaderDataModu
 
 from __future__ import annotations
 
-import os
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,17 +77,15 @@ class ImageFolder(TensorDataModule):
     name = "imagefolder"
     input_range = (0.0, 1.0)
 
-    def __init__(self, *, seed: int = 0, root: str | os.PathLike[str] | None = None, batch_size: int = 64,
-                 eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
-                 drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
-                 normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
-                 augment: bool = False, shuffle: bool = True) -> None:
-        if root is None or not str(root):
+    option_defaults = {"root": None, "batch_size": 64, "eval_batch_size": 256, "val_size": 0.1}
+
+    def __init__(self, *, image_size: int | Sequence[int] | None = None, channels: int = 3, test_size: float = 0.2,
+                 max_memory_mb: int = 4096, **common: Any) -> None:
+        root = common.get("root")
+        if common.get("options") is None and (root is None or not str(root)):
             raise ConfigError(f"data.root={root!r}: set data.root=<folder> holding train/val/test class folders "
                               f"or class folders directly")
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment, shuffle=shuffle)
+        super().__init__(**common)
         self.image_size = check_image_size(image_size)
         if channels not in (1, 3) or isinstance(channels, bool):
             raise ConfigError(f"data.channels={channels!r} must be 1 (grey) or 3 (RGB)")
@@ -286,18 +284,13 @@ def _estimate_mb(folder: ImageFolder) -> float:
     return len(files) * folder.channels * h * w * 4 / 2**20
 
 
-def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, batch_size: int = 64,
-                 eval_batch_size: int = 256, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
-                 drop_last: bool = False, image_size: int | Sequence[int] | None = None, channels: int = 3,
-                 normalize: Any = "train", test_size: float = 0.2, max_memory_mb: int = 4096,
-                 lazy: bool | None = None, num_workers: int = 0, augment: bool = False, shuffle: bool = True) -> Any:
+def image_folder(*, lazy: bool | None = None, num_workers: int = 0, **kwargs: Any) -> Any:
     """``data=imagefolder``: in memory (:class:`ImageFolder`) when the decoded tree fits in
     ``max_memory_mb`` (or ``lazy=false``), else streamed from disk per batch (``lazy=true``,
-    or automatically when too large) with ``num_workers`` loader processes."""
-    folder = ImageFolder(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         image_size=image_size, channels=channels, normalize=normalize, test_size=test_size,
-                         max_memory_mb=max_memory_mb, augment=augment, shuffle=shuffle)
+    or automatically when too large) with ``num_workers`` loader processes. ``kwargs`` are
+    :class:`ImageFolder`'s."""
+    folder = ImageFolder(**kwargs)
+    max_memory_mb = folder.max_memory_mb
     if lazy is not None and not isinstance(lazy, bool):
         raise ConfigError(f"data.lazy={lazy!r} must be null (automatic), true or false")
     if lazy is False or (lazy is None and (not folder.root.is_dir() or _estimate_mb(folder) <= max_memory_mb)):
@@ -308,10 +301,15 @@ def image_folder(*, seed: int = 0, root: str | os.PathLike[str] | None = None, b
                           "(data.lazy or over data.max_memory_mb): set data.augment=false or data.lazy=false")
     from prunebench.data.custom import LoaderDataModule
 
-    return LoaderDataModule(LazyImageFolder(folder, num_workers), target=str(folder.root), seed=seed,
-                            batch_size=batch_size, eval_batch_size=eval_batch_size, val_size=val_size,
-                            test_size=test_size, split_seed=split_seed, num_workers=num_workers, drop_last=drop_last,
-                            key="data.root", name="imagefolder", shuffle=shuffle)
+    return LoaderDataModule(LazyImageFolder(folder, num_workers), target=str(folder.root), seed=folder.seed,
+                            batch_size=folder.batch_size, eval_batch_size=folder.eval_batch_size,
+                            val_size=folder.val_size, test_size=folder.test_size, split_seed=folder.split_seed,
+                            num_workers=num_workers, drop_last=folder.drop_last, key="data.root", name="imagefolder",
+                            shuffle=folder.shuffle)
 
 
 image_folder.name = "imagefolder"  # type: ignore[attr-defined]
+# Its keys: ImageFolder's and its own two (what config validation and data=imagefolder's file list).
+image_folder.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [*ImageFolder.__signature__.parameters.values(),  # type: ignore[attr-defined]
+     *[p for p in inspect.signature(image_folder).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]])

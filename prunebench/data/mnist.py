@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from prunebench.data.base import TensorDataModule
-from prunebench.errors import CorruptFileError, DataNotFoundError
+from prunebench.errors import CorruptFileError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -94,13 +94,8 @@ class IDXDataModule(TensorDataModule):
         """Download missing files when ``download=true``; otherwise fail clearly if absent."""
         if self.missing() and self.download:
             self.fetch()
-        missing = self.missing()
-        if missing:
-            raise DataNotFoundError(
-                f"data={self.name!r}: {self.folder} files not found under root {str(self.root)!r}: expected "
-                f"{', '.join(missing)} in {self.raw_dir}. Set data.root=... to a folder holding "
-                f"{self.folder}/raw/... (e.g. data.root=../shared/data), or pass data.download=true"
-            )
+        self.require_files(self.missing(), self.folder, self.raw_dir,
+                           f"{self.folder}/raw/... (e.g. data.root=../shared/data)")
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         self.prepare_data()

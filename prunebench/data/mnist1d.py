@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import warnings
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from prunebench.data.base import TensorDataModule, atomic_write, check_int
+from prunebench.data.base import COMMON_OPTIONS, TensorDataModule, atomic_write, check_int
 
 #: Bump when the cache file layout changes, so old files are not misread.
 CACHE_FORMAT = 1
@@ -110,24 +108,11 @@ class MNIST1D(TensorDataModule):
 
     name = "mnist1d"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        root: str | os.PathLike[str] | None = "data",
-        batch_size: int = 100,
-        eval_batch_size: int = 1000,
-        val_size: int | float = 500,
-        split_seed: int = 0,
-        download: bool = False,
-        drop_last: bool = False,
-        num_samples: int = 5000,
-        normalize: str | Mapping[str, Any] = "train",
-        shuffle: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, shuffle=shuffle)
+    option_defaults = {"batch_size": 100, "val_size": 500}
+    options_taken = tuple(k for k in COMMON_OPTIONS if k != "augment")
+
+    def __init__(self, *, num_samples: int = 5000, **common: Any) -> None:
+        super().__init__(**common)
         # mnist1d draws num_samples // 10 per class; fewer than 10 per class leaves no test set.
         self.num_samples = check_int("num_samples", num_samples, low=100)
 

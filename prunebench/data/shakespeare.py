@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from prunebench.data.base import TensorDataModule, atomic_write, check_int
+from prunebench.data.base import COMMON_OPTIONS, TensorDataModule, atomic_write, check_int
 from prunebench.errors import ConfigError, DataNotFoundError
 
 VAL_PLAYS = ("julius-caesar", "twelfth-night")
@@ -183,26 +183,12 @@ class Shakespeare(TensorDataModule):
     name: ClassVar[str] = "shakespeare"
     task: ClassVar[str] = "language_modeling"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        root: str | None = "data",
-        batch_size: int = 32,
-        eval_batch_size: int = 64,
-        val_size: int | float = 0,
-        split_seed: int = 0,
-        download: bool = False,
-        drop_last: bool = False,
-        block_size: int = 64,
-        tokenizer: str = "char",
-        max_train_blocks: int | None = None,
-        max_eval_blocks: int | None = None,
-        eval_texts: dict[str, str] | None = None,
-        shuffle: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last, shuffle=shuffle)
+    option_defaults = {"batch_size": 32, "eval_batch_size": 64, "val_size": 0}
+    options_taken = tuple(k for k in COMMON_OPTIONS if k not in ("normalize", "augment"))
+
+    def __init__(self, *, block_size: int = 64, tokenizer: str = "char", max_train_blocks: int | None = None,
+                 max_eval_blocks: int | None = None, eval_texts: dict[str, str] | None = None, **common: Any) -> None:
+        super().__init__(**common)
         self.block_size = check_int("block_size", block_size, low=2)
         if tokenizer not in TOKENIZERS:
             raise ConfigError(f"data.tokenizer={tokenizer!r} is not a known tokenizer; valid: {', '.join(TOKENIZERS)}")

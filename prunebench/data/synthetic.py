@@ -12,8 +12,7 @@ for an MLP in our check), a smooth one is (~60 %).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -89,29 +88,11 @@ class Synthetic(TensorDataModule):
 
     name = "synthetic"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        root: str | os.PathLike[str] | None = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_size: int | float = 256,
-        split_seed: int = 0,
-        download: bool = False,
-        drop_last: bool = False,
-        input_shape: Sequence[int] = (3, 32, 32),
-        num_classes: int = 10,
-        n_train: int = 2048,
-        n_test: int = 512,
-        teacher_seed: int = 0,
-        normalize: str | Mapping[str, Any] = "train",
-        augment: bool = False,
-        shuffle: bool = True,
-    ) -> None:
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment, shuffle=shuffle)
+    option_defaults = {"val_size": 256}
+
+    def __init__(self, *, input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10, n_train: int = 2048,
+                 n_test: int = 512, teacher_seed: int = 0, **common: Any) -> None:
+        super().__init__(**common)
         if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_shape
         ):

@@ -43,15 +43,12 @@ class TorchvisionData(TensorDataModule):
     name = "torchvision"
     input_range = (0.0, 1.0)
 
-    def __init__(self, *, seed: int = 0, root: str | os.PathLike[str] | None = "data", batch_size: int = 128,
-                 eval_batch_size: int = 1000, val_size: int | float = 0.1, split_seed: int = 0, download: bool = False,
-                 drop_last: bool = False, dataset: str | None = None, image_size: int | Sequence[int] | None = None,
-                 channels: int | None = None, test_size: float = 0.2,
-                 kwargs: Mapping[str, Any] | None = None, normalize: str | Mapping[str, Any] = "train",
-                 augment: bool = False, shuffle: bool = True) -> None:
-        super().__init__(seed=seed, root=root, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         val_size=val_size, split_seed=split_seed, download=download, drop_last=drop_last,
-                         normalize=normalize, augment=augment, shuffle=shuffle)
+    option_defaults = {"val_size": 0.1}
+
+    def __init__(self, *, dataset: str | None = None, image_size: int | Sequence[int] | None = None,
+                 channels: int | None = None, test_size: float = 0.2, kwargs: Mapping[str, Any] | None = None,
+                 **common: Any) -> None:
+        super().__init__(**common)
         self.cls = dataset_class(dataset)
         self.dataset = str(dataset)
         self.image_size = check_image_size(image_size)
