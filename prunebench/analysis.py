@@ -72,7 +72,7 @@ def layer_sensitivity(
     ``achieved`` the layer's achieved sparsity, ``split`` = "val".
     """
     from prunebench.engine.module import evaluate
-    from prunebench.pruning.allocation import allocate
+    from prunebench.pruning.scopes import allocate
     from prunebench.pruning.criteria import ScoreContext, get_criterion
     from prunebench.pruning.mask import Mask
     from prunebench.pruning.targets import prunable_weights

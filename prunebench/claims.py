@@ -289,12 +289,10 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _select(df: pd.DataFrame, arm: Mapping[str, Any]) -> pd.DataFrame:
-    from prunebench.plots import curve_labels
-
     keep = pd.Series(True, index=df.index)
     for col, val in arm.items():
         if col == "label":
-            keep &= curve_labels(df).astype("string") == str(val)
+            keep &= stats.curve_labels(df).astype("string") == str(val)
         elif col not in df.columns:
             return df.iloc[:0]
         else:

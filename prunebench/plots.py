@@ -33,6 +33,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from prunebench.stats import curve_labels, feasible_flags, pareto_mask  # noqa: F401  (re-exported: plots' public names)
+
 __all__ = [
     "PALETTE",
     "accuracy_vs_compression",
@@ -214,22 +216,6 @@ def _axis_name(col: str) -> str:
 
 
 # ---- the table: curves, dense reference, aggregation ------------------------------------
-
-
-def curve_labels(df: pd.DataFrame) -> pd.Series:
-    """The curve label of every row: ``label`` or "<method>/<schedule>/<retrain>[/<structure>]"."""
-    def part(col: str) -> pd.Series:
-        if col not in df.columns:
-            return pd.Series("?", index=df.index, dtype="string")
-        return df[col].astype("string").fillna("?")
-
-    built = part("method") + "/" + part("schedule") + "/" + part("retrain")
-    structure = part("structure")
-    structured = ~structure.isin(["unstructured", "?"])
-    built = built.where(~structured, built + "/" + structure)
-    if "label" not in df.columns:
-        return built
-    return df["label"].astype("string").fillna(built)
 
 
 def _prepare(df: pd.DataFrame, *value_cols: str) -> pd.DataFrame:
@@ -592,30 +578,6 @@ def _complete(trials: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     return t
 
 
-def pareto_mask(points: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``points`` (n × k) for the given directions.
-
-    A point is dominated when another is at least as good in every objective and strictly
-    better in one; equal points do not dominate each other. Rows with NaN are never on
-    the front.
-    """
-    p = np.asarray(points, dtype=float)
-    if p.ndim != 2 or p.shape[1] != len(directions):
-        raise ValueError(f"points of shape {p.shape} do not match {len(directions)} direction(s)")
-    bad = [d for d in directions if d not in ("maximize", "minimize")]
-    if bad:
-        raise ValueError(f"directions must be 'maximize' or 'minimize', got {bad}")
-    sign = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
-    q = p * sign  # now larger is better everywhere
-    finite = np.isfinite(q).all(axis=1)
-    mask = finite.copy()
-    for i in np.flatnonzero(finite):
-        others = q[finite]
-        dominated = (others >= q[i]).all(axis=1) & (others > q[i]).any(axis=1)
-        mask[i] = not dominated.any()
-    return mask
-
-
 def _short(col: str) -> str:
     """Axis name of a trials column: "values_0" → "objective 0", "user_attrs_acc" → "acc"."""
     if col.startswith("values_") and col[7:].isdigit():
@@ -637,8 +599,6 @@ def pareto_front(trials: pd.DataFrame, ax: Axes | None = None, x: str | None = N
     With ``sweep.constraints`` the trials carry a ``feasible`` column: infeasible trials
     are drawn as crosses (gid "infeasible") and the front is that of the feasible ones.
     """
-    from prunebench.sweep.constraints import feasible_flags
-
     objs = objective_columns(trials)
     x = x or (objs[0] if objs else None)
     y = y or (objs[1] if len(objs) > 1 else None)

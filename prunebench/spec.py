@@ -31,6 +31,7 @@ from typing import Any
 from prunebench import catalog
 from prunebench.errors import ConfigError, check_range
 from prunebench.options import Options, parse_bool, parse_float, parse_int, unknown_key
+from prunebench.schedules import levels as schedule_levels
 
 #: Bumped when the engine's semantics change so that old results must not be reused
 #: (2: one seeding policy, typed options).
@@ -199,9 +200,7 @@ class ScheduleSpec:
         return str(getattr(self.options, "mode", "geometric"))
 
     def levels(self) -> list[float]:
-        from prunebench.pruning.schedules import levels
-
-        return levels(self.name, self.target_sparsity, self.iterations, self.mode)
+        return schedule_levels(self.name, self.target_sparsity, self.iterations, self.mode)
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "target_sparsity": self.target_sparsity, "iterations": self.iterations,

@@ -204,3 +204,54 @@ def nearest_per_seed(df: pd.DataFrame, at: float, x: str = "sparsity", tolerance
         return df.iloc[:0]
     idx = d.groupby(on, sort=True)["_dist"].idxmin()
     return df.loc[idx.to_numpy()]
+
+
+# ---- curves and fronts: shared by the plots, the report, the claims and the sweeps ----------
+
+
+def curve_labels(df: pd.DataFrame) -> pd.Series:
+    """The curve label of every row: ``label`` or "<method>/<schedule>/<retrain>[/<structure>]"."""
+    def part(col: str) -> pd.Series:
+        if col not in df.columns:
+            return pd.Series("?", index=df.index, dtype="string")
+        return df[col].astype("string").fillna("?")
+
+    built = part("method") + "/" + part("schedule") + "/" + part("retrain")
+    structure = part("structure")
+    structured = ~structure.isin(["unstructured", "?"])
+    built = built.where(~structured, built + "/" + structure)
+    if "label" not in df.columns:
+        return built
+    return df["label"].astype("string").fillna(built)
+
+
+def pareto_mask(points: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``points`` (n × k) for the given directions.
+
+    A point is dominated when another is at least as good in every objective and strictly
+    better in one; equal points do not dominate each other. Rows with NaN are never on
+    the front.
+    """
+    p = np.asarray(points, dtype=float)
+    if p.ndim != 2 or p.shape[1] != len(directions):
+        raise ValueError(f"points of shape {p.shape} do not match {len(directions)} direction(s)")
+    bad = [d for d in directions if d not in ("maximize", "minimize")]
+    if bad:
+        raise ValueError(f"directions must be 'maximize' or 'minimize', got {bad}")
+    sign = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+    q = p * sign  # now larger is better everywhere
+    finite = np.isfinite(q).all(axis=1)
+    mask = finite.copy()
+    for i in np.flatnonzero(finite):
+        others = q[finite]
+        dominated = (others >= q[i]).all(axis=1) & (others > q[i]).any(axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+def feasible_flags(trials: pd.DataFrame, column: str = "user_attrs_feasible") -> np.ndarray:
+    """True for feasible (or unconstrained) rows of a trials frame."""
+    if column not in trials.columns:
+        return np.ones(len(trials), bool)
+    return np.array([not (v is False or v is np.False_ or (isinstance(v, (int, float)) and v == 0 and v == v))
+                     for v in trials[column]], bool)

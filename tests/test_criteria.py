@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunebench.errors import ConfigError
-from prunebench.pruning.allocation import allocate, erk_keep_counts
+from prunebench.pruning.scopes import allocate, erk_keep_counts
 from prunebench.pruning.criteria import CRITERIA, ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.nm import check_nm_spec, kept_per_group, nm_mask, satisfies_nm

@@ -10,7 +10,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.pruning import sparsegpt
-from prunebench.pruning.allocation import ALLOCATIONS, allocate
+from prunebench.pruning.scopes import ALLOCATIONS, allocate
 from prunebench.pruning.calibration import block_key, blocks, collect, sequential
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.criteria.wanda import prune_sequential, row_keep

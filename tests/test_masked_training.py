@@ -10,7 +10,7 @@ from torch import nn
 
 from prunebench.engine.fit import fit
 from prunebench.engine.module import Classifier, evaluate
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import prunable_weights

@@ -19,11 +19,11 @@ from prunebench.engine.gradual import GradualPruning, cubic_sparsity, make_plan
 from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
 from prunebench.engine.rewind import random_mask_like
 from prunebench.errors import ConfigError
-from prunebench.pruning.allocation import ALLOCATIONS, allocate
+from prunebench.pruning.scopes import ALLOCATIONS, allocate
 from prunebench.pruning.criteria import CRITERIA, ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.nm import nm_mask, satisfies_nm
-from prunebench.pruning.schedules import SCHEDULES, levels
+from prunebench.schedules import SCHEDULES, levels
 from prunebench.pruning.targets import prunable_weights
 from prunebench.spec import RunSpec, ScheduleSpec, TrainerSpec, from_config
 
@@ -382,7 +382,7 @@ _ = (math, RunSpec)
 
 
 def test_output_rate_prunes_the_output_layer_at_its_own_per_round_rate() -> None:
-    from prunebench.pruning.allocation import allocate_split, output_rate_target
+    from prunebench.pruning.scopes import allocate_split, output_rate_target
 
     assert output_rate_target(1 - 0.8**3, 0.2, 0.1) == pytest.approx(1 - 0.9**3)
     assert output_rate_target(0.0, 0.2, 0.1) == 0.0
@@ -420,7 +420,7 @@ def test_lottery_study_configs_expand_to_ticket_and_reinit_runs(compose, experim
     assert levels_[-1] > 0.9
     if experiment == "lottery_lenet_mnist":
         assert specs["ticket"].train.optimizer.kwargs["lr"] == 0.0012 and specs["ticket"].data.kwargs["batch_size"] == 60
-        from prunebench.pruning.schedules import per_round_rate
+        from prunebench.schedules import per_round_rate
 
         assert per_round_rate(levels_[-1], len(levels_)) == pytest.approx(0.2, abs=1e-5)
         assert specs["ticket"].pruning.options["output_rate"] == 0.1

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError, CorruptFileError
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
-from prunebench.pruning.schedules import levels, per_round_rate, target_from_rate
+from prunebench.schedules import levels, per_round_rate, target_from_rate
 from prunebench.pruning.targets import output_layer_name, prunable_weights
 
 

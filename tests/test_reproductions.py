@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from prunebench import claims
 from prunebench.models import build_model
-from prunebench.pruning.allocation import ALLOCATIONS
+from prunebench.pruning.scopes import ALLOCATIONS
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import prunable_weights
 

@@ -30,7 +30,7 @@ from prunebench.engine.sparse_training import (DSTPlan, DynamicSparseTraining, c
                                                turnover, update_layer)
 from prunebench.errors import ConfigError
 from prunebench.pruning.mask import Mask
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.spec import TrainerSpec
 
 # ---- the schedule -----------------------------------------------------------------------------

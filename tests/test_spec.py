@@ -212,9 +212,9 @@ def test_catalog_matches_the_registries() -> None:
     from prunebench.data import DATASETS
     from prunebench.engine.retrain import RETRAIN_MODES
     from prunebench.models import MODELS
-    from prunebench.pruning.allocation import ALLOCATIONS
+    from prunebench.pruning.scopes import ALLOCATIONS
     from prunebench.pruning.criteria import CRITERIA
-    from prunebench.pruning.schedules import SCHEDULES
+    from prunebench.schedules import SCHEDULES
     from prunebench.pruning.structured import CHANNEL_CRITERIA, SCOPES
 
     assert catalog.CRITERIA.names() == CRITERIA.names()

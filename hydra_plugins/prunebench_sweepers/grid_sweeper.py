@@ -25,6 +25,7 @@ class PrunebenchGridSweeper(BasicSweeper):
         self.launcher = make_launcher(hydra_context, task_function, config, sweep_value(config, "n_jobs"))
 
     def sweep(self, arguments: list[str]) -> Any:
+        from prunebench.report import write_report
         from prunebench.sweep.launch import grid_sweep
 
-        return grid_sweep(self, list(arguments))
+        return grid_sweep(self, list(arguments), write_report)

@@ -28,7 +28,8 @@ class PrunebenchOptunaSweeper(Sweeper):
         self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
+        from prunebench.report import write_report
         from prunebench.sweep.launch import optuna_sweep
 
         assert self.hydra_context is not None and self.config is not None
-        return optuna_sweep(self.hydra_context, self.task_function, self.config, list(arguments))
+        return optuna_sweep(self.hydra_context, self.task_function, self.config, list(arguments), write_report)

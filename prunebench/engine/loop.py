@@ -41,7 +41,7 @@ from prunebench.log import Logger
 from prunebench.log import log as default_log
 from prunebench.models import build_model
 from prunebench.pruning.mask import Mask
-from prunebench.pruning.schedules import per_round_rate
+from prunebench.schedules import per_round_rate
 from prunebench.pruning.targets import prunable_weights
 from prunebench.results import schema
 from prunebench.results.store import RunOutcome  # noqa: F401  (re-exported)

@@ -418,6 +418,3 @@ def allocate_split(scores: Mapping[str, torch.Tensor], mask: Mask, targets: Mapp
     for n in own:
         out |= dict(allocate(scores, Mask({n: mask[n]}), targets[n], scope))
     return Mask({n: out[n] for n in mask})
-
-# More scopes register themselves: owl (outlier-weighted layer-wise sparsity, Yin et al. 2023).
-from prunebench.pruning import owl as _owl  # noqa: E402,F401

@@ -37,7 +37,7 @@ def mask_step(
     learner accumulated during training (movement), used instead of the criterion;
     ``round_rate``: the schedule's per-round rate (for ``output_rate``).
     """
-    from prunebench.pruning.allocation import allocate, allocate_split, output_rate_target
+    from prunebench.pruning.scopes import allocate, allocate_split, output_rate_target
     from prunebench.pruning.criteria import ScoreContext, get_criterion
 
     nm = pruning.structure == "nm"

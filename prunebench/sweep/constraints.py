@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from prunebench.errors import ConfigError
+from prunebench.stats import feasible_flags, pareto_mask  # noqa: F401  (feasible_flags re-exported)
 
 #: Above this many trials ``sampler=auto`` picks NSGA-II (multi-objective): a GP's cost
 #: grows with the cube of the trials it has seen, and NSGA-II's default population of 50
@@ -190,14 +191,6 @@ def hypervolume_history(trials: pd.DataFrame, objectives: Sequence[str], directi
     return pd.DataFrame({"number": t["number"].to_numpy(int), "hypervolume": out})
 
 
-def feasible_flags(trials: pd.DataFrame, column: str = "user_attrs_feasible") -> np.ndarray:
-    """True for feasible (or unconstrained) rows of a trials frame."""
-    if column not in trials.columns:
-        return np.ones(len(trials), bool)
-    return np.array([not (v is False or v is np.False_ or (isinstance(v, (int, float)) and v == 0 and v == v))
-                     for v in trials[column]], bool)
-
-
 def is_feasible(trial: Any) -> bool:
     """A frozen trial is feasible when every constraint value is <= 0 (none: feasible)."""
     return all(v <= 0 for v in trial.constraints.values())
@@ -205,8 +198,6 @@ def is_feasible(trial: Any) -> bool:
 
 def best_feasible(trials: Sequence[Any], directions: Sequence[str]) -> list[Any]:
     """The best feasible complete trial (single objective, a one-item list) or the feasible Pareto front."""
-    from prunebench.plots import pareto_mask
-
     ok = [t for t in trials if t.state.name == "COMPLETE" and is_feasible(t)]
     if not ok:
         return []

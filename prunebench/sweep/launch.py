@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,22 @@ from prunebench.results.validate import ResultsError
 from prunebench.sweep.common import clean_errors, compose_spec, job_error, log, make_launcher, plain_config
 
 
-def _report(config: DictConfig) -> None:
-    if not config.get("report", True):
-        return
-    from prunebench.report import write_report
+#: Writes the report of a results root (the plugins pass prunebench.report.write_report: the
+#: sweep layer sits below the report and does not import it).
+ReportWriter = Callable[[str], Any]
 
+
+def _report(config: DictConfig, write_report: ReportWriter | None) -> None:
+    if not config.get("report", True) or write_report is None:
+        return
     try:
         write_report(str(config.paths.root))
     except Exception as exc:  # noqa: BLE001 - a figure failing must not fail a finished sweep
         log(f"report failed: {type(exc).__name__}: {exc}")
 
 
-def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arguments: list[str]) -> Any:
+def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arguments: list[str],
+                 write_report: ReportWriter | None = None) -> Any:
     """Validate, then run the Optuna study of ``config.sweep`` until it holds ``n_trials`` trials."""
     from prunebench.sweep.driver import StudyDriver, preflight
     from prunebench.sweep.settings import SweepSettings
@@ -58,11 +63,11 @@ def optuna_sweep(hydra_context: Any, task_function: Any, config: DictConfig, arg
         driver = StudyDriver(settings, space, lambda batch, idx: launcher.launch(batch, initial_job_idx=idx), log)
         driver.open_study()
     summary = driver.run()
-    _report(config)
+    _report(config, write_report)
     return summary
 
 
-def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
+def grid_sweep(sweeper: Any, arguments: list[str], write_report: ReportWriter | None = None) -> list[Any]:
     """Hydra's grid (``hydra.sweeper.params`` × command-line sweeps), fault-tolerant and preflighted."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -120,7 +125,7 @@ def grid_sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             if err:  # recorded and reported; the other jobs go on
                 failed.append(f"[{' '.join(job)}] {err}")
     log(f"grid: {len(todo)} job(s) run, {len(failed)} failed" + ("".join(f"\n  {f}" for f in failed)))
-    _report(config)
+    _report(config, write_report)
     if failed:  # recorded in the runs' rows; the launch still says so (exit status 1)
         import sys
 

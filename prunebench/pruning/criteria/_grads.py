@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.pruning.criteria import ScoreContext, Scores
+from prunebench.pruning.criterion import ScoreContext, Scores
 from prunebench.pruning.targets import Prunable
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.criterion import ScoreContext, Scores, register_criterion
 from prunebench.pruning.targets import Prunable
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunebench.errors import ConfigError
-from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.criterion import ScoreContext, Scores, register_criterion
 from prunebench.pruning.targets import Prunable
 
 

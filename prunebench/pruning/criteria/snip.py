@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.criterion import ScoreContext, Scores, register_criterion
 from prunebench.pruning.criteria._grads import gradient_sum
 from prunebench.pruning.targets import Prunable
 

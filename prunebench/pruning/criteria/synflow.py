@@ -20,7 +20,7 @@ from torch import nn
 
 from prunebench.errors import ConfigError
 from prunebench.pruning.allocation import allocate
-from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.criterion import ScoreContext, Scores, register_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import Prunable
 

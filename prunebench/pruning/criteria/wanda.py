@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunebench.errors import ConfigError
-from prunebench.pruning.criteria import ScoreContext, Scores, register_criterion
+from prunebench.pruning.criterion import ScoreContext, Scores, register_criterion
 from prunebench.pruning.targets import Prunable
 
 
@@ -145,16 +145,6 @@ def allocate_row(scores: Any, mask: Any, target: float) -> Any:
     from prunebench.pruning.mask import Mask
 
     return Mask({n: row_keep(scores[n], keep, target) for n, keep in mask.items()})
-
-
-def _register_row_scope() -> None:
-    from prunebench.pruning.allocation import ALLOCATIONS
-
-    if "row" not in ALLOCATIONS.names():
-        ALLOCATIONS.register("row")(allocate_row)
-
-
-_register_row_scope()
 
 
 def wanda_layer_scores(weight: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
