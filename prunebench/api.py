@@ -162,7 +162,7 @@ def _compose(overrides: Sequence[str]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from prunebench.cli import compose, unknown_key_message
+    from prunebench.compose import compose, unknown_key_message
 
     try:
         return compose(overrides)
@@ -219,7 +219,7 @@ def _specs(overrides: Sequence[str], model: Any, data: Any, data_name: str | Non
 def _execute(specs: Sequence[Any], log: Any, report: bool, jobs: Any = 1) -> Any:
     import pandas as pd
 
-    from prunebench.cli import execute_specs
+    from prunebench.engine.batch import execute_specs
     from prunebench.engine.batch import resolve_jobs
     from prunebench.log import log as default_log
 

@@ -209,3 +209,19 @@ class EpochMetricsToLoggers(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._flush(trainer, pl_module, upto=None)
+
+
+def level_loggers(spec: Any, level: int, parent: str | None = None) -> list[Logger]:
+    """The experiment loggers of one level of the run ``spec`` (none unless ``logger=`` asks),
+    under ``<root>/logs/<logger>`` unless the config gives a folder; nested under ``parent``."""
+    if spec.logger.get("name", "none") == "none":
+        return []
+    default_dir = Path(spec.root) / "logs" / str(spec.logger["name"])
+    return build_loggers(spec.logger, spec.run_id, level, spec.seed, default_dir, parent=parent)
+
+
+def summarise_level(loggers: Sequence[Logger], row: Mapping[str, Any]) -> None:
+    """One summary per level to the experiment loggers (level 0: the dense model), then finish them."""
+    if loggers:
+        log_level_summary(loggers, row)
+        finish(loggers)

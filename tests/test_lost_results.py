@@ -110,7 +110,7 @@ def _masks(path: Path) -> dict[int, dict[str, torch.Tensor]]:
 
 @pytest.mark.integration
 def test_relaunch_redoes_a_finished_run_whose_rows_are_lost(compose, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from prunebench.cli import execute_specs
+    from prunebench.engine.batch import execute_specs
 
     spec = _spec(compose, tmp_path)
     messages: list[str] = []

@@ -459,7 +459,7 @@ def test_every_retrain_mode_with_every_schedule_end_to_end(compose, tmp_path, sc
 
 
 def test_early_stopping_point_is_the_epoch_of_minimum_validation_loss() -> None:
-    from prunebench.engine.loop import early_stop_columns
+    from prunebench.engine.rows import early_stop_columns
 
     history = [{"epoch": 0, "val_loss": 0.9, "train_loss": 1.0}, {"epoch": 1, "val_loss": 0.5},
                {"epoch": 2, "val_loss": 0.5}, {"epoch": 3, "val_loss": float("nan")}, {"epoch": 4, "val_loss": 0.7}]

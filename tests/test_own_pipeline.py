@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prunebench.cli import execute_specs
+from prunebench.engine.batch import execute_specs
 from prunebench.spec import from_config
 from tests.conftest import TINY
 from tests.test_own_data import write_tree

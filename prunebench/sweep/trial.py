@@ -39,7 +39,7 @@ ATTR_COLUMNS = (*OBJECTIVES, "test_acc", "target_sparsity", "level")
 class LevelPruned(optuna.TrialPruned):
     """Raised from the level hook when the pruner stops a trial; recorded as status ``pruned``."""
 
-    run_status = "pruned"  # read by prunebench.cli.execute_specs
+    run_status = "pruned"  # read by prunebench.engine.batch.execute_specs
 
 
 from prunebench.log import log as _log  # noqa: E402
