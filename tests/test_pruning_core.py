@@ -91,9 +91,17 @@ def test_masks_never_regrow_across_levels(scope: str) -> None:
     assert mask is not None and abs(mask.sparsity - 0.9) < 0.01
 
 
-def test_same_scores_give_same_mask() -> None:
+def test_global_magnitude_keeps_exactly_the_largest() -> None:
+    # 18 weights, magnitudes 1..12 and 1..6; 60% pruned = 11 removed (round(0.6 * 18) = 11), 7 kept:
+    # the largest seven magnitudes are 7..12 of the first layer and one 6 (both layers hold a 6:
+    # the tie is broken so that exactly 7 are kept).
     net = arange_net()
-    assert magnitude_mask(net, 0.6, "global") == magnitude_mask(net, 0.6, "global")
+    mask = magnitude_mask(net, 0.6, "global")
+    assert mask.numel - int(sum(int(m.sum()) for m in mask.values())) == 11
+    kept = torch.cat([net[0].weight[mask["0.weight"]].abs(), net[3].weight[mask["3.weight"]].abs()])
+    pruned = torch.cat([net[0].weight[~mask["0.weight"]].abs(), net[3].weight[~mask["3.weight"]].abs()])
+    assert len(kept) == 7 and kept.min() >= pruned.max()
+    assert sorted(kept.tolist()) == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
 
 
 def test_geometric_schedule_removes_a_fixed_fraction_of_what_remains() -> None:

@@ -82,18 +82,28 @@ def test_report_writes_table_summary_figures(root: Path, tmp_path: Path) -> None
     assert r"\pm" in (out / "summary.tex").read_text()
 
 
+def drawn(path: Path) -> bool:
+    """A PNG figure with something drawn on it (not a blank canvas)."""
+    import matplotlib.image as mpimg
+
+    if path.suffix != ".png" or path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    img = mpimg.imread(path)
+    return img.shape[0] > 100 and img.shape[1] > 100 and float(img[..., :3].std()) > 0.02
+
+
 def test_report_default_out_and_studies(tmp_path: Path) -> None:
     root = write_root(tmp_path / "res", make_table(latency=True), layers=False)
     make_study(root)
     res = report.build_report(root)
     assert res.out == root / "report"
     assert "speedup_measured" in res.figures and "accuracy_vs_latency" in res.figures
-    assert res.figures["pareto_front_trade-off"][0].exists()
-    assert res.figures["search_history_trade-off"][0].exists()
-    assert res.figures["search_history_acc"][0].exists()
+    assert drawn(res.figures["pareto_front_trade-off"][0])
+    assert drawn(res.figures["search_history_trade-off"][0])
+    assert drawn(res.figures["search_history_acc"][0])
     assert res.skipped["pareto_front_acc"] == "study 'acc' has a single objective"
     # issue 15: hypervolume vs trials per multi-objective study, and one row per study
-    assert res.figures["hypervolume_trade-off"][0].exists() and "hypervolume_acc" in res.skipped
+    assert drawn(res.figures["hypervolume_trade-off"][0]) and "hypervolume_acc" in res.skipped
     studies = pd.read_csv(root / "report" / "studies.csv").set_index("study")
     assert studies.loc["trade-off", "complete"] == 6 and studies.loc["trade-off", "hypervolume"] > 0
     assert np.isnan(studies.loc["acc", "hypervolume"]) and studies.loc["acc", "best"].startswith("#")
