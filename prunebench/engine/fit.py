@@ -7,10 +7,12 @@ per-step overhead close to a plain PyTorch loop (see benchmarks/overhead.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,3 +138,16 @@ def fit(module: Classifier, datamodule: Any, trainer_spec: TrainerSpec, *, epoch
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     module.net.to(device_of(trainer_spec))
     return FitResult(trainer.current_epoch, time.perf_counter() - start, module.best_val_acc, module.history)
+
+
+@contextlib.contextmanager
+def batch_size(datamodule: Any, size: int | None) -> Iterator[None]:
+    """Training batches of ``size`` inside the block (None: the data module's own), e.g.
+    retrain.batch_size for a level's fine-tune while dense training keeps data.batch_size."""
+    old = datamodule.batch_size
+    if size is not None:
+        datamodule.batch_size = size
+    try:
+        yield
+    finally:
+        datamodule.batch_size = old

@@ -9,39 +9,35 @@ finished one is skipped.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
 from prunebench import seeding
 from prunebench.data.eval_texts import eval_columns
+from prunebench.engine import preflight
 from prunebench.engine.dense import DenseModel, train_dense
-from prunebench.engine.fit import device_of, fit
+from prunebench.engine.fit import batch_size, device_of, fit
 from prunebench.engine.module import Classifier, DivergedError, evaluate
 from prunebench.engine.retrain import RETRAIN_MODES, RetrainContext
-from prunebench.engine import preflight
-from prunebench.loggers import finish as finish_loggers
-from prunebench.loggers import level_loggers, summarise_level
-from prunebench.engine.rows import LevelRows, early_stop_columns  # noqa: F401  (early_stop_columns re-exported)
+from prunebench.engine.rows import LevelRows, early_stop_columns, ok_levels
 from prunebench.engine.structures import LevelInputs, Structure, TicketBranch, structure_for, ticket_spec
 from prunebench.log import Logger
 from prunebench.log import log as default_log
+from prunebench.loggers import finish as finish_loggers
+from prunebench.loggers import level_loggers, summarise_level
 from prunebench.models import build_model
 from prunebench.pruning.mask import Mask
-from prunebench.schedules import per_round_rate
-from prunebench.pruning.targets import prunable_weights
 from prunebench.results.store import RunOutcome  # noqa: F401  (re-exported)
-from prunebench.results.store import (DONE, ROWS, atomic_write_text, check_writable_root, is_finished, level_dir,
-                                      lost_results, read_rows, run_dir, write_table)
+from prunebench.results.store import (DONE, atomic_write_text, check_writable_root, is_finished, level_dir,
+                                      lost_results, read_rows, reopen, run_dir, write_table)
+from prunebench.schedules import per_round_rate
 from prunebench.spec import RunSpec
 
 #: Called after every finished level with (level, row); may raise to stop the run early
@@ -94,29 +90,12 @@ class Run:
             Run(self.ticket, self.log).prepare()
         self.prepared = True
 
-    @contextlib.contextmanager
-    def _retrain_batches(self) -> Iterator[None]:
-        """Training batches of retrain.batch_size inside the block (dense training keeps data.batch_size)."""
-        bs = self.spec.retrain.batch_size
-        old = self.dm.batch_size
-        if bs is not None:
-            self.dm.batch_size = bs
-        try:
-            yield
-        finally:
-            self.dm.batch_size = old
-
     def _retrain_steps(self) -> int:
         """Optimizer steps of one level's retraining: retrain.epochs of retrain.batch_size
         batches, capped by retrain.max_steps."""
         steps = self.mode.epochs(self.spec) * self._steps_per_epoch()
         cap = self.spec.retrain.max_steps
         return min(steps, cap) if cap else steps
-
-    def _gradual_plan(self) -> Any:
-        from prunebench.engine.gradual import make_plan
-
-        return make_plan(self.spec.schedule, self._retrain_steps())
 
     def build_net(self) -> nn.Module:
         """The model at initialisation: drawn on the (seed, "init") stream, the caller's RNG untouched."""
@@ -131,7 +110,8 @@ class Run:
             lost = lost_results(self.path)
             if lost is None:
                 return RunOutcome(spec.run_id, self.path, read_rows(self.path), True, "ok")
-            self._reopen(lost)
+            self.log(f"  [{spec.run_id}] marked finished but {lost}: redoing it from its last intact level")
+            reopen(self.path)
         if not self.prepared:
             self.prepare()
         if self.ticket is not None:
@@ -144,7 +124,7 @@ class Run:
         atomic_write_text(self.path / "config.json", json.dumps(self.rows.run_record(self.targets, self.ticket),
                                                                 indent=2, default=str))
         rows = read_rows(self.path)
-        done_levels = _ok_levels(rows)
+        done_levels = ok_levels(rows)
         status = "ok"
         try:
             dense = train_dense(spec, self.dm, self.build_net, self.log, self.progress)
@@ -156,33 +136,9 @@ class Run:
         atomic_write_text(self.path / DONE, dt.datetime.now(dt.timezone.utc).isoformat())
         return RunOutcome(spec.run_id, self.path, rows, False, status)
 
-    def _reopen(self, lost: str) -> None:
-        """A run marked finished whose results are lost is not finished: redo what is missing.
-
-        Its DONE marker goes; an empty or unreadable rows.csv is kept aside as rows.csv.lost
-        (nothing is deleted). Resume then keeps every level rows.csv still records and whose
-        files load, and redoes the rest (bit-identically; the dense model comes from the cache).
-        """
-        self.log(f"  [{self.spec.run_id}] marked finished but {lost}: redoing it from its last intact level")
-        rows = self.path / ROWS
-        if rows.exists() or rows.is_symlink():
-            try:
-                readable = bool(rows.read_bytes().strip())
-            except OSError:
-                readable = False
-            if not readable:
-                os.replace(rows, self.path / f"{ROWS}.lost")
-        (self.path / DONE).unlink(missing_ok=True)
-
     def record_failure(self, status: str, reason: str) -> None:
-        done = _ok_levels(read_rows(self.path)) if self.path.exists() else set()
-        levels = [0] + list(range(1, len(self.spec.schedule.levels()) + 1))
-        pending = [k for k in levels if k not in done]
-        if pending:
-            k = pending[0]
-            target = 0.0 if k == 0 else self.spec.schedule.levels()[k - 1]
-            row = self.rows.base_row(k, target) | {"status": status, "error": reason}
-            self.rows.append_row(row)
+        """A failed or diverged run: one row at its first unfinished level says so."""
+        self.rows.failure(status, reason)
         self.log(f"run {self.spec.run_id} {status}: {reason}")
 
     def _levels(self, dense: DenseModel, done_levels: set[int]) -> str:
@@ -212,7 +168,7 @@ class Run:
             "epochs_finetune": 0, "batch_size_finetune": None,
         }
         self.rows.append_row(row)
-        self._save_dense_level(net, mask, dense)
+        Structure(self.spec).save_dense(level_dir(self.path, 0), net, mask, dense)
         summarise_level(level_loggers(self.spec, 0, self.mlflow_parent), row)
         self._finish_level(0, row)
 
@@ -222,14 +178,12 @@ class Run:
         spec, start, previous_mask = self.spec, time.perf_counter(), mask
         inputs = LevelInputs(k, seeding.generator(spec.seed, "criterion", k), self._calibration,
                              round_rate=per_round_rate(spec.schedule.target_sparsity, spec.schedule.iterations))
-        gradual = self._gradual(net, inputs) if spec.schedule.name == "gradual" else None
-        # Gradual: the level starts at the plan's initial sparsity; the fine-tune raises it.
-        net, mask = self.structure.prune(net, mask, gradual.plan.initial if gradual else target, inputs)
+        net, mask = self.structure.prune_level(net, mask, target, inputs)
         acc_pruned_val, _ = evaluate(net, self.dm.val_dataloader(), self.device)
         acc_pruned, loss_pruned = evaluate(net, self.dm.test_dataloader(), self.device)
         if isinstance(self.structure, TicketBranch):
             previous_mask = Mask.ones_like(net, list(mask))  # a branch's random mask is drawn afresh
-        net, mask, result, loggers = self._retrain(k, net, mask, previous_mask, dense, inputs, gradual)
+        net, mask, result, loggers = self._retrain(k, net, mask, previous_mask, dense, inputs)
         val_acc, val_loss = evaluate(net, self.dm.val_dataloader(), self.device)
         test_acc, test_loss = evaluate(net, self.dm.test_dataloader(), self.device)
         # An empty validation split (data.val_size=0, train.select=last) has a NaN val_loss.
@@ -242,8 +196,6 @@ class Run:
             "train_seconds": time.perf_counter() - start, "epochs_finetune": result.epochs,
         }
         row |= early_stop_columns(result.history, self._steps_per_epoch()) | self.structure.level_columns()
-        if gradual is not None:
-            row |= {"gradual_end_step": gradual.plan.end, "gradual_prune_steps": len(gradual.history)}
         write_table(level_dir(self.path, k) / "epochs.csv", result.history or [{"epoch": 0}])
         self.structure.save(level_dir(self.path, k), net, mask)
         self.rows.append_row(row)
@@ -252,7 +204,7 @@ class Run:
         return net, mask
 
     def _retrain(self, k: int, net: nn.Module, mask: Mask, previous_mask: Mask, dense: DenseModel,
-                 inputs: LevelInputs, gradual: Any) -> tuple[nn.Module, Mask, Any, list[Any]]:
+                 inputs: LevelInputs) -> tuple[nn.Module, Mask, Any, list[Any]]:
         """Retrain a pruned level as the retrain mode says (its weights, optimizer and schedule):
         the network, its final mask, the fit's result and the level's loggers."""
         spec, mode, steps_per_epoch = self.spec, self.mode, self._steps_per_epoch()
@@ -266,24 +218,18 @@ class Run:
             self.progress.start_level(k, epochs=mode.epochs(spec), steps_per_epoch=steps_per_epoch)
         loggers = level_loggers(spec, k, self.mlflow_parent)
         try:
-            with seeding.scoped(spec.seed, "train", k), self._retrain_batches():
-                callbacks = ([gradual] if gradual else []) + self.structure.training_callbacks(k)
+            with seeding.scoped(spec.seed, "train", k), batch_size(self.dm, spec.retrain.batch_size):
+                callbacks = self.structure.training_callbacks(k)
                 result = fit(module, self.dm, spec.trainer, epochs=mode.epochs(spec), max_steps=spec.retrain.max_steps,
                              callbacks=callbacks or None, loggers=loggers, progress=self.progress)
         except BaseException:
             finish_loggers(loggers, "failed")
             raise
-        if gradual is not None:
-            if not gradual.finished:
-                raise RuntimeError(f"level {k}: gradual pruning stopped before its last step ({gradual.history[-1:]})")
-            mask = module.mask
-        if self.structure.moves_mask:  # dynamic sparse training: the fit's last mask
-            mask = module.mask
-        return module.net, mask, result, loggers
+        return module.net, self.structure.level_mask(module, mask), result, loggers
 
     def _steps_per_epoch(self) -> int:
         """Optimizer steps per retraining epoch (batches of retrain.batch_size)."""
-        with self._retrain_batches():
+        with batch_size(self.dm, self.spec.retrain.batch_size):
             return len(self.dm.train_dataloader())
 
     def _finish_level(self, k: int, row: dict[str, Any]) -> None:
@@ -293,46 +239,10 @@ class Run:
         if self.on_level:
             self.on_level(k, row)
 
-    def _save_dense_level(self, net: nn.Module, mask: Mask, dense: DenseModel) -> None:
-        # Level 0 is the dense model: saved like an unstructured level for every structure. Its
-        # weights are the dense cache's: linked, not copied (a 135M model is 540 MB a copy).
-        from prunebench.engine.dense import same_state
-
-        final = dense.path / "final.pt"
-        linked = final if final.exists() and same_state(net.state_dict(), dense.state) else None
-        Structure(self.spec).save(level_dir(self.path, 0), net, mask, state_from=linked)
-
     def _calibration(self) -> list[Any]:
         n = self.spec.pruning.calibration_batches
         return self.dm.calibration_batches(n) if n else []
 
-    def _gradual(self, net: nn.Module, inputs: LevelInputs) -> Any:
-        """The in-training pruning callback of a gradual level."""
-        from prunebench.engine.gradual import GradualPruning
-        from prunebench.pruning.criteria import get_criterion
-
-        spec = self.spec
-        crit = get_criterion(spec.pruning.method)
-        # The level's own model (not a freshly built copy: no second initialisation per level).
-        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
-                                                prune_first=spec.pruning.prune_first, prune_bias=spec.pruning.prune_bias)
-                   if t.param_name in self.targets]
-        learner = crit.learner(targets) if crit.learner is not None else None
-        batches = self._calibration() if crit.needs_data and learner is None else None
-        fixed = LevelInputs(inputs.level, inputs.generator, lambda: batches or [], inputs.round_rate)
-
-        def prune(net: nn.Module, mask: Mask, target: float, learned: dict[str, torch.Tensor] | None) -> Mask:
-            return self.structure.prune(net, mask, target, fixed, learned)[1]
-
-        return GradualPruning(self._gradual_plan(), prune, learner)
-
-
-def _ok_levels(rows: pd.DataFrame) -> set[int]:
-    """Levels finished successfully (a failed level's row is redone on resume)."""
-    if not len(rows):
-        return set()
-    ok = rows[rows["status"].fillna("ok") == "ok"] if "status" in rows else rows
-    return set(int(v) for v in ok["level"].dropna())
 
 
 def run(spec: RunSpec, log: Logger = default_log, on_level: LevelHook | None = None) -> RunOutcome:

@@ -74,14 +74,6 @@ def check_training(run: Any, net: nn.Module) -> None:
         dense_steps = min(spec.train.max_steps, dense_steps)
     run.mode.validate(spec, dense_steps)
     run.structure.check_training(run._retrain_steps())
-    if spec.schedule.name == "gradual":
-        from prunebench.pruning.criteria import get_criterion
-
-        plan = run._gradual_plan()
-        if get_criterion(spec.pruning.method).learner is not None and plan.initial > 0:
-            raise ConfigError(f"schedule.initial_sparsity={plan.initial!r} with pruning.method="
-                              f"{spec.pruning.method!r}: learned scores start at zero, so the level cannot start "
-                              f"pruned; set schedule.initial_sparsity=0")
     # Existing artifacts must load: fail now, not after an hour of training.
     for name in ("init.pt", "final.pt"):
         check_loadable(net, dense_dir(spec) / name, "dense checkpoint")

@@ -65,6 +65,16 @@ class LevelRows:
             **eval_provenance(self.dm),  # calibration and evaluation sources
         }
 
+    def failure(self, status: str, reason: str) -> None:
+        """Record a failed (or diverged) run: a row with ``status`` and ``reason`` at its first
+        level without a finished row."""
+        done = ok_levels(read_rows(self.path)) if self.path.exists() else set()
+        levels = self.spec.schedule.levels()
+        pending = [k for k in range(len(levels) + 1) if k not in done]
+        if pending:
+            k = pending[0]
+            self.append_row(self.base_row(k, 0.0 if k == 0 else levels[k - 1]) | {"status": status, "error": reason})
+
     def measure_dense(self, net: nn.Module, mask: Mask, example: torch.Tensor) -> None:
         """Measure the dense network ``net`` (all of ``mask`` kept) once: the references."""
         self.dense_cost = self.cost(net, None, example)
@@ -219,3 +229,11 @@ def early_stop_columns(history: list[dict[str, Any]], steps_per_epoch: int) -> d
     epoch = int(best["epoch"]) + 1
     return {"early_stop_epoch": epoch, "early_stop_iteration": epoch * steps_per_epoch,
             "early_stop_val_loss": float(best["val_loss"])}
+
+
+def ok_levels(rows: pd.DataFrame) -> set[int]:
+    """Levels finished successfully (a failed level's row is redone on resume)."""
+    if not len(rows):
+        return set()
+    ok = rows[rows["status"].fillna("ok") == "ok"] if "status" in rows else rows
+    return set(int(v) for v in ok["level"].dropna())

@@ -55,6 +55,13 @@ class Structure:
 
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
+        self.gradual_plan: Any = None  # schedule=gradual: the level's ramp (check_training)
+        self.gradual: Any = None  # the level's GradualPruning, which the fit calls at optimizer steps
+
+    @property
+    def moves_mask_in_fit(self) -> bool:
+        """The fit may replace the level's mask: the level keeps the fit's last mask."""
+        return self.moves_mask or self.gradual_plan is not None
 
     # ---- preflight ----------------------------------------------------------------------
     def validate(self, net: nn.Module, targets: list[Any], example: torch.Tensor) -> None:
@@ -96,6 +103,37 @@ class Structure:
         new.apply(net)
         return net, new
 
+    def prune_level(self, net: nn.Module, mask: Mask, target: float, inputs: LevelInputs) -> tuple[nn.Module, Mask]:
+        """The prune step at the start of a level. With schedule=gradual the level starts at the
+        plan's initial sparsity and the fit raises it to ``target`` (:meth:`training_callbacks`),
+        each step through :meth:`prune`."""
+        if self.gradual_plan is None:
+            return self.prune(net, mask, target, inputs)
+        from prunebench.engine.gradual import GradualPruning
+        from prunebench.pruning.criteria import get_criterion
+
+        spec = self.spec
+        crit = get_criterion(spec.pruning.method)
+        # The level's own model (not a freshly built copy: no second initialisation per level).
+        targets = [t for t in prunable_weights(net, prune_output=spec.pruning.prune_output,
+                                                prune_first=spec.pruning.prune_first, prune_bias=spec.pruning.prune_bias)
+                   if t.param_name in mask]
+        learner = crit.learner(targets) if crit.learner is not None else None
+        batches = inputs.batches() if crit.needs_data and learner is None else None
+        fixed = LevelInputs(inputs.level, inputs.generator, lambda: batches or [], inputs.round_rate)
+
+        def step(net: nn.Module, mask: Mask, target: float, learned: dict[str, torch.Tensor] | None) -> Mask:
+            return self.prune(net, mask, target, fixed, learned)[1]
+
+        self.gradual = GradualPruning(self.gradual_plan, step, learner)
+        return self.prune(net, mask, self.gradual_plan.initial, inputs)
+
+    def level_mask(self, module: Any, mask: Mask) -> Mask:
+        """The level's mask after its fit: the fit's own where it moved the mask."""
+        if self.gradual is not None and not self.gradual.finished:
+            raise RuntimeError(f"gradual pruning stopped before its last step ({self.gradual.history[-1:]})")
+        return module.mask if self.moves_mask_in_fit else mask
+
     # ---- files ----------------------------------------------------------------------------
     def save(self, ld: Path, net: nn.Module, mask: Mask, state_from: Path | None = None) -> None:
         """Mask, per-layer table and weights (prunebench.results.levels: only what the previous level
@@ -108,6 +146,15 @@ class Structure:
         base_state = load_level_state(previous)[0] if base is not None else None
         save_level(ld, net.state_dict(), mask, base=base, base_state=base_state, link_from=state_from)
         write_table(ld / "layers.csv", mask.report())
+
+    def save_dense(self, ld: Path, net: nn.Module, mask: Mask, dense: Any) -> None:
+        """Level 0, the dense model: saved like an unstructured level for every structure. Its
+        weights are the dense cache's: linked, not copied (a 135M model is 540 MB a copy)."""
+        from prunebench.engine.dense import same_state
+
+        final = dense.path / "final.pt"
+        linked = final if final.exists() and same_state(net.state_dict(), dense.state) else None
+        Structure.save(self, ld, net, mask, state_from=linked)
 
     def load(self, ld: Path, net: nn.Module, build_net: Callable[[], nn.Module]) -> tuple[nn.Module, Mask] | None:
         from prunebench.results.levels import has_level, load_level_into
@@ -132,15 +179,29 @@ class Structure:
 
     # ---- in-training schedules (the fit calls them at optimizer steps) --------------------
     def check_training(self, steps: int) -> None:
-        """Preflight checks that need a level's optimizer-step count; none by default."""
+        """Preflight checks that need a level's optimizer-step count ``steps``: schedule=gradual
+        builds its plan here (an impossible plan is a ConfigError before any training)."""
+        if self.spec.schedule.name != "gradual":
+            return
+        from prunebench.engine.gradual import make_plan
+        from prunebench.pruning.criteria import get_criterion
+
+        plan = make_plan(self.spec.schedule, steps)
+        if get_criterion(self.spec.pruning.method).learner is not None and plan.initial > 0:
+            raise ConfigError(f"schedule.initial_sparsity={plan.initial!r} with pruning.method="
+                              f"{self.spec.pruning.method!r}: learned scores start at zero, so the level cannot "
+                              f"start pruned; set schedule.initial_sparsity=0")
+        self.gradual_plan = plan
 
     def training_callbacks(self, level: int) -> list[Any]:
-        """Callbacks the level's fit runs (dynamic sparse training); none by default."""
-        return []
+        """Callbacks the level's fit runs (gradual pruning; dynamic sparse training)."""
+        return [self.gradual] if self.gradual is not None else []
 
     def level_columns(self) -> dict[str, Any]:
-        """Extra row columns of the level just trained; none by default."""
-        return {}
+        """Extra row columns of the level just trained (gradual: where its ramp ended)."""
+        if self.gradual is None:
+            return {}
+        return {"gradual_end_step": self.gradual.plan.end, "gradual_prune_steps": len(self.gradual.history)}
 
 
 class Unstructured(Structure):

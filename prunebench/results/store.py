@@ -420,3 +420,21 @@ def result_digests(root: str | os.PathLike[str]) -> dict[str, str]:
         df = df[[c for c in df.columns if c not in TIMING_COLUMNS]]
         out[str(f.relative_to(root))] = hashlib.md5(df.to_csv(index=False).encode()).hexdigest()
     return out
+
+
+def reopen(run_path: Path) -> None:
+    """A run marked finished whose results are lost is not finished: redo what is missing.
+
+    Its DONE marker goes; an empty or unreadable rows.csv is kept aside as rows.csv.lost
+    (nothing is deleted). Resume then keeps every level rows.csv still records and whose
+    files load, and redoes the rest (bit-identically; the dense model comes from the cache).
+    """
+    rows = run_path / ROWS
+    if rows.exists() or rows.is_symlink():
+        try:
+            readable = bool(rows.read_bytes().strip())
+        except OSError:
+            readable = False
+        if not readable:
+            os.replace(rows, run_path / f"{ROWS}.lost")
+    (run_path / DONE).unlink(missing_ok=True)
