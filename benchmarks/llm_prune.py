@@ -40,7 +40,7 @@ from prunebench.data import build_datamodule
 from prunebench.engine.module import evaluate, perplexity
 from prunebench.models.hf import load_causal_lm
 from prunebench.pruning import sparsegpt
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.criteria.wanda import prune_sequential
 from prunebench.pruning.mask import Mask

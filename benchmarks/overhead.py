@@ -42,7 +42,7 @@ from prunebench.data import build_datamodule
 from prunebench.engine.fit import fit
 from prunebench.engine.module import Classifier
 from prunebench.models import build_model
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import prunable_weights

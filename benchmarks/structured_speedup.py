@@ -80,7 +80,7 @@ from prunebench.metrics import (
     count_nonzero, count_params, effective_flops, latency_in_mode, layer_flops, measure_latency,
 )
 from prunebench.models import build_model
-from prunebench.pruning.allocation import allocate
+from prunebench.pruning.scopes import allocate
 from prunebench.pruning.criteria import ScoreContext, get_criterion
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.structured import prune_channels
