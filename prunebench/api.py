@@ -109,8 +109,8 @@ def register_model_object(module: Any) -> str:
             check_io(net, input_shape, num_classes, f"model={cls} (the object passed to prunebench.run)")
             return net
 
-        register_model(name)(factory)
         catalog.MODELS.add(name, help=f"the {cls} object passed to prunebench.run")
+        register_model(name)(factory)
     return name
 
 
@@ -153,8 +153,8 @@ def register_data_object(dm: Any, data_name: str | None = None) -> str:
             return LoaderDataModule(dm, target=f"<{cls} object>", seed=seed, key="data")
 
         factory.name = name  # type: ignore[attr-defined]
-        DATASETS.register(name)(factory)  # type: ignore[arg-type]
         catalog.DATASETS.add(name, help=f"the {cls} object passed to prunebench.run")
+        DATASETS.register(name)(factory)  # type: ignore[arg-type]
     return name
 
 

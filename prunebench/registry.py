@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Generic, TypeVar
 
 from prunebench.errors import unknown_name
@@ -15,11 +15,15 @@ class Registry(Generic[T]):
     """Maps lowercase names to objects; unknown names raise a ConfigError listing the valid ones.
 
     ``key`` is the config key users set to choose an entry (e.g. ``"model"``), so the
-    error message tells them exactly what to change.
+    error message tells them exactly what to change. ``catalog``: the names the configs may
+    choose (:mod:`prunebench.catalog`, torch-free); registering a name it lacks is refused, so
+    the catalog and the registry agree as soon as the package loads (a plugin adds its name
+    to the catalog first: ``catalog.CRITERIA.add("mine", MyOptions)``).
     """
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, catalog: Container[str] | None = None) -> None:
         self.key = key
+        self.catalog = catalog
         self._entries: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
@@ -27,6 +31,9 @@ class Registry(Generic[T]):
             n = name or getattr(obj, "__name__")
             if n in self._entries:
                 raise KeyError(f"{self.key} {n!r} registered twice")
+            if self.catalog is not None and n not in self.catalog:
+                raise KeyError(f"{self.key} {n!r} is not in prunebench.catalog, so no config could choose it: add it "
+                               f"there first (a plugin: catalog.<NAME>.add({n!r}, its options class))")
             self._entries[n] = obj
             return obj
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prunebench.errors import ConfigError, check_range
+from prunebench import catalog
 from prunebench.registry import Registry
 
 ScheduleFn = Callable[[float, int], list[float]]
 
-SCHEDULES: Registry[ScheduleFn] = Registry("schedule")
+SCHEDULES: Registry[ScheduleFn] = Registry("schedule", catalog.SCHEDULES)
 
 
 def geometric(target: float, iterations: int) -> list[float]:

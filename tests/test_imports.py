@@ -103,3 +103,23 @@ def test_no_import_cycles() -> None:
 def test_only_the_entry_point_imports_the_cli() -> None:
     g = graph(modules())
     assert sorted(m for m, deps in g.items() if "prunebench.cli" in deps) == ["prunebench.__main__"]
+
+
+def test_a_registry_refuses_a_name_its_catalog_lacks() -> None:
+    import pytest
+
+    from prunebench import catalog
+    from prunebench.pruning.criterion import CRITERIA, register_criterion
+    from prunebench.registry import Registry
+
+    with pytest.raises(KeyError, match=r"pruning.method 'not_in_catalog' is not in prunebench.catalog, so no config "
+                                       r"could choose it: add it there first"):
+        register_criterion("not_in_catalog")(lambda model, targets, ctx: {})
+    assert "not_in_catalog" not in CRITERIA
+    # every registry entry is a catalog name, and every catalog name has its entry
+    from prunebench.pruning.criteria import CRITERIA as ALL  # loads the built-in criteria
+    assert set(ALL.names()) == set(catalog.CRITERIA.names())
+    reg = Registry("thing", catalog=("a",))
+    reg.register("a")(object())
+    with pytest.raises(KeyError, match="thing 'b' is not in prunebench.catalog"):
+        reg.register("b")(object())

@@ -245,8 +245,10 @@ def test_an_attention_class_of_your_own_is_registered_and_a_bad_one_refused() ->
 
 
 def test_a_criterion_without_a_head_rule_is_a_clear_error() -> None:
+    from prunebench import catalog
     from prunebench.pruning.structured.criteria import CHANNEL_CRITERIA, register_channel_criterion
 
+    catalog.CHANNEL_CRITERIA.add("ones_for_test")  # a plugin names itself in the catalog first
     register_channel_criterion("ones_for_test")(lambda model, groups, ctx: {g.key: torch.ones(g.channels) for g in groups})
     try:
         with pytest.raises(ConfigError, match="pruning.method='ones_for_test' has no rule for attention heads; .* "
@@ -255,6 +257,7 @@ def test_a_criterion_without_a_head_rule_is_a_clear_error() -> None:
         prune_channels(gpt(), tokens(), amount=0.5, criterion="ones_for_test", heads=False)
     finally:
         CHANNEL_CRITERIA._entries.pop("ones_for_test", None)
+        catalog.CHANNEL_CRITERIA._entries.pop("ones_for_test", None)
 
 
 # ---- through the level loop -------------------------------------------------------------------

@@ -25,10 +25,11 @@ from prunebench.data.shakespeare import Shakespeare
 from prunebench.data.synthetic import Synthetic
 from prunebench.data.tvdata import TorchvisionData
 from prunebench.errors import ConfigError
+from prunebench import catalog
 from prunebench.registry import Registry
 
 #: name → TensorDataModule subclass; its keyword defaults are the data set's defaults.
-DATASETS: Registry[type[TensorDataModule]] = Registry("data")
+DATASETS: Registry[type[TensorDataModule]] = Registry("data", catalog.DATASETS)
 for _cls in (MNIST1D, MNIST, FashionMNIST, CIFAR10, Synthetic, TorchvisionData, Shakespeare):
     DATASETS.register(_cls.name)(_cls)
 # Factories, not classes: they return an in-memory module or a streaming adapter.

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from prunebench.pruning.mask import Mask
+from prunebench import catalog
 from prunebench.registry import Registry
 from prunebench.spec import RunSpec
 
@@ -62,7 +63,7 @@ class RetrainMode:
         """Checks that need the data (dense step count); none for the plain modes."""
 
 
-RETRAIN_MODES: Registry[RetrainMode] = Registry("retrain")
+RETRAIN_MODES: Registry[RetrainMode] = Registry("retrain", catalog.RETRAIN_MODES)
 
 
 def register_retrain(mode: RetrainMode) -> RetrainMode:

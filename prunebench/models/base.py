@@ -18,13 +18,14 @@ from typing import Any, Literal, TypeVar
 from torch import nn
 
 from prunebench.errors import ConfigError
+from prunebench import catalog
 from prunebench.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFactory)
 
 #: name -> factory; ``MODELS.get(name)`` raises ConfigError listing the valid names.
-MODELS: Registry[ModelFactory] = Registry("model")
+MODELS: Registry[ModelFactory] = Registry("model", catalog.MODELS)
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ import torch
 from prunebench.errors import ConfigError
 from prunebench.pruning import kernels
 from prunebench.pruning.mask import Mask
+from prunebench import catalog
 from prunebench.registry import Registry
 
 AllocateFn = Callable[[Mapping[str, torch.Tensor], Mask, float], Mask]
 
-ALLOCATIONS: Registry[AllocateFn] = Registry("pruning.scope")
+ALLOCATIONS: Registry[AllocateFn] = Registry("pruning.scope", catalog.SCOPES)
 
 
 # Elements per step of the selection passes: small enough that a step's temporaries stay

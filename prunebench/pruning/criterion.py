@@ -15,6 +15,7 @@ from torch import nn
 
 from prunebench.pruning.mask import Mask
 from prunebench.pruning.targets import Prunable
+from prunebench import catalog
 from prunebench.registry import Registry
 
 
@@ -65,7 +66,7 @@ class Criterion:
     reconstruct: Callable[..., Mask] | None = None
 
 
-CRITERIA: Registry[Criterion] = Registry("pruning.method")
+CRITERIA: Registry[Criterion] = Registry("pruning.method", catalog.CRITERIA)
 
 
 def register_criterion(

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from prunebench.pruning.structured.groups import ChannelGroup, Member
+from prunebench import catalog
 from prunebench.registry import Registry
 
 
@@ -58,7 +59,7 @@ class ChannelCriterion:
 
 
 # "pruning.method" is the config key that chooses a criterion (as for unstructured runs).
-CHANNEL_CRITERIA: Registry[ChannelCriterion] = Registry("pruning.method")
+CHANNEL_CRITERIA: Registry[ChannelCriterion] = Registry("pruning.method", catalog.CHANNEL_CRITERIA)
 
 
 def register_channel_criterion(
