@@ -26,7 +26,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,8 @@ COLUMNS = (
 class _Runner:
     """Calls an exported file on numpy batches: an onnxruntime session or a torch module."""
 
-    def __init__(self, path: Path, fmt: str, *, threads: int = 1) -> None:
+    def __init__(self, path: Path, fmt: str, *, threads: int = 1,
+                 load: Callable[[Path], Any] | None = None) -> None:
         self.fmt, self.threads = fmt, threads
         if fmt == "onnx":
             import onnxruntime as ort
@@ -74,9 +75,9 @@ class _Runner:
             self.name = inp.name
             self.dtype = np.int64 if "int64" in inp.type else np.float32
         else:
-            from prunebench.export import load_exported
-
-            self.module = load_exported(path)
+            if load is None:
+                raise ValueError("a pt export needs load= (prunebench.export.load_exported)")
+            self.module = load(path)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.fmt == "onnx":
@@ -116,8 +117,10 @@ def _median_ms(fn: Any, x: np.ndarray, repeats: int) -> float:
 
 
 def measure(path: str | os.PathLike[str], fmt: str, x: Tensor, y: Tensor, *, threads: int = 1,
-            large_batch: int = LARGE_BATCH, latency: bool = True) -> dict[str, Any]:
-    """Run the file at ``path`` (``onnx``: onnxruntime; ``pt``: :func:`load_exported`) on all of
+            large_batch: int = LARGE_BATCH, latency: bool = True,
+            load: Callable[[Path], Any] | None = None) -> dict[str, Any]:
+    """Run the file at ``path`` (``onnx``: onnxruntime; ``pt``: ``load``, which export passes as
+    its :func:`~prunebench.export.load_exported`: the artifact layer does not import export) on all of
     ``(x, y)`` (raw inputs, as the data set yields them) with ``threads`` threads.
 
     Returns ``test_acc`` (the file's own accuracy), ``bytes``, ``gzip_bytes`` (gzip level 9
@@ -129,7 +132,7 @@ def measure(path: str | os.PathLike[str], fmt: str, x: Tensor, y: Tensor, *, thr
     data = path.read_bytes()
     xs, ys = x.detach().cpu().numpy(), y.detach().cpu().numpy()
     with _torch_threads(threads):
-        run = _Runner(path, fmt, threads=threads)
+        run = _Runner(path, fmt, threads=threads, load=load)
         correct, total = 0.0, 0
         for i in range(0, len(xs), EVAL_BATCH):
             out = run(xs[i : i + EVAL_BATCH])

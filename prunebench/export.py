@@ -351,7 +351,7 @@ def _measure_and_record(root: str | os.PathLike[str], path: Path, format: str, q
     from prunebench.artifact import append_export, measure
     from prunebench.data.base import describe_preprocessing
 
-    got = measure(path, format, test[0], test[1], large_batch=large_batch)
+    got = measure(path, format, test[0], test[1], large_batch=large_batch, load=load_exported)
     ref = row.get("test_acc")
     diff = None if ref is None else 100.0 * (got["test_acc"] - float(ref))
     if quantize is None:

@@ -267,7 +267,7 @@ def _worker(conn: Any, threads: int | None, objects: list[tuple[str, Any, Any]],
     # Everything a task needs, imported now (the launcher is still preflighting), not at the first task.
     import prunebench.engine.dense  # noqa: F401
     import prunebench.engine.loop  # noqa: F401
-    from prunebench.api import register_objects
+    from prunebench.objects import register_objects
 
     register_objects(objects)
 
@@ -537,7 +537,7 @@ def execute_specs(specs: Sequence[RunSpec], log: Any = log, on_level: Any = None
     if parallel:
         import pickle
 
-        from prunebench.api import registered_objects
+        from prunebench.objects import registered_objects
 
         objects = registered_objects({n for s in specs for n in (s.model.name, s.data.name)})
         try:

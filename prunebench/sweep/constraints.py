@@ -29,6 +29,27 @@ import pandas as pd
 from prunebench.errors import ConfigError
 from prunebench.stats import feasible_flags, pareto_mask  # noqa: F401  (feasible_flags re-exported)
 
+#: Validation/cost columns of the results table that may be objectives, with the direction
+#: that is "better". Test columns (test_acc, test_loss, acc_pruned) are never objectives:
+#: selection uses validation only.
+OBJECTIVES: dict[str, str] = {
+    "val_acc": "maximize",
+    "val_loss": "minimize",
+    "acc_pruned_val": "maximize",
+    "sparsity": "maximize",
+    "compression": "maximize",
+    "params": "minimize",
+    "params_nonzero": "minimize",
+    "prunable_nonzero": "minimize",
+    "flops": "minimize",
+    "speedup_theoretical": "maximize",
+    "latency_ms": "minimize",
+    "latency_ms_large": "minimize",
+    "speedup_measured": "maximize",
+    "train_seconds": "minimize",
+}
+TEST_COLUMNS = ("test_acc", "test_loss", "acc_pruned")
+
 #: Above this many trials ``sampler=auto`` picks NSGA-II (multi-objective): a GP's cost
 #: grows with the cube of the trials it has seen, and NSGA-II's default population of 50
 #: then has at least 4 generations to evolve.
@@ -55,8 +76,6 @@ class Constraint:
 
 def parse_constraints(items: Any) -> tuple[Constraint, ...]:
     """Parse ``sweep.constraints`` strictly; ConfigError names the key and the value."""
-    from prunebench.sweep.settings import OBJECTIVES, TEST_COLUMNS
-
     if items is None:
         return ()
     if isinstance(items, str):

@@ -26,27 +26,9 @@ from typing import Any
 
 from prunebench.errors import ConfigError, unknown_name
 from prunebench.results import schema
+from prunebench.sweep.constraints import (OBJECTIVES, TEST_COLUMNS, auto_sampler,  # noqa: F401  (re-exported)
+                                          parse_constraints, parse_reference_point)
 
-#: Validation/cost columns of the results table that may be objectives, with the direction
-#: that is "better". Test columns (test_acc, test_loss, acc_pruned) are never objectives:
-#: selection uses validation only.
-OBJECTIVES: dict[str, str] = {
-    "val_acc": "maximize",
-    "val_loss": "minimize",
-    "acc_pruned_val": "maximize",
-    "sparsity": "maximize",
-    "compression": "maximize",
-    "params": "minimize",
-    "params_nonzero": "minimize",
-    "prunable_nonzero": "minimize",
-    "flops": "minimize",
-    "speedup_theoretical": "maximize",
-    "latency_ms": "minimize",
-    "latency_ms_large": "minimize",
-    "speedup_measured": "maximize",
-    "train_seconds": "minimize",
-}
-TEST_COLUMNS = ("test_acc", "test_loss", "acc_pruned")
 LATENCY_COLUMNS = ("latency_ms", "latency_ms_large", "speedup_measured")
 SAMPLERS = ("auto", "tpe", "gp", "nsga2", "random", "grid")
 PRUNERS = ("none", "median", "percentile", "hyperband", "threshold")
@@ -111,8 +93,6 @@ class SweepSettings:
         """(sampler name, why): ``auto`` becomes gp, tpe or nsga2 (see constraints.auto_sampler)."""
         if self.sampler != "auto":
             return self.sampler, "sweep.sampler"
-        from prunebench.sweep.constraints import auto_sampler
-
         name, why = auto_sampler(space, len(self.objectives), self.n_trials)
         return name, f"auto: {why}"
 
@@ -171,8 +151,6 @@ class SweepSettings:
         seed = s.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError(f"sweep.seed={seed!r}: expected an integer or null")
-        from prunebench.sweep.constraints import parse_constraints, parse_reference_point
-
         constraints = parse_constraints(s.get("constraints"))
         reference_point = parse_reference_point(s.get("reference_point"), objectives)
         out = cls(
