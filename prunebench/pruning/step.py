@@ -88,7 +88,7 @@ def _reconstruct(net: nn.Module, mask: Mask, target: float, pruning: PruningSpec
 
         scores = get_criterion("wanda").fn(net, targets, ScoreContext(mask=mask, batches=batches))
         sparsity = owl_sparsities({n: scores[n] for n in mask}, target)
-    opts = pruning.options
-    keep = crit.reconstruct(net, targets, batches, sparsity, nm, mask=mask,
-                            blocksize=int(opts.get("blocksize", 128)), percdamp=float(opts.get("percdamp", 0.01)))
+    opts = pruning.method_options  # the method's typed options (SparseGPTOptions): defaults live in the catalog
+    keep = crit.reconstruct(net, targets, batches, sparsity, nm, mask=mask, blocksize=opts.blocksize,
+                            percdamp=opts.percdamp)
     return Mask({n: keep[n].to(mask[n].device) if n in keep else mask[n] for n in mask})
